@@ -1,0 +1,20 @@
+# station_fuzz_target(NAME n SRC file.cpp DEPS libs... CORPUS dir)
+# With STATION_FUZZ (clang): a libFuzzer binary fuzz_<n>.
+# Otherwise: a replay binary fuzz_<n>_replay (fuzz/replay_main.cpp) that feeds every file of
+# the committed corpus to LLVMFuzzerTestOneInput, registered as ctest case fuzz_replay_<n>.
+function(station_fuzz_target)
+  cmake_parse_arguments(ARG "" "NAME;SRC;CORPUS" "DEPS" ${ARGN})
+  if(STATION_FUZZ)
+    add_executable(fuzz_${ARG_NAME} ${ARG_SRC})
+    target_compile_options(fuzz_${ARG_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_options(fuzz_${ARG_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
+    target_link_libraries(fuzz_${ARG_NAME} PRIVATE ${ARG_DEPS})
+  else()
+    add_executable(fuzz_${ARG_NAME}_replay ${ARG_SRC} ${PROJECT_SOURCE_DIR}/fuzz/replay_main.cpp)
+    target_link_libraries(fuzz_${ARG_NAME}_replay PRIVATE ${ARG_DEPS})
+    station_apply_warnings(fuzz_${ARG_NAME}_replay)
+    if(STATION_TESTS)
+      add_test(NAME fuzz_replay_${ARG_NAME} COMMAND fuzz_${ARG_NAME}_replay ${ARG_CORPUS})
+    endif()
+  endif()
+endfunction()
