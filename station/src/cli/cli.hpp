@@ -1,0 +1,26 @@
+// The `station` command line. Each command group lives in its own file and adds its
+// subcommands to the app; main.cpp calls every register_* function once.
+//
+// Contract for every subcommand callback:
+// - do the work; print results on stdout (JSON with --json, per DESIGN.md conventions);
+// - on failure throw station::Error whose message names the problem and the fix; main
+//   prints "station: <message>" as one line on stderr and exits 1;
+// - a command with its own exit statuses (e.g. `audit verify`: 0/1/2) sets ctx.exit_code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace station::cli {
+
+struct Context {
+  int exit_code = 0;
+};
+
+void register_init(CLI::App& app, Context& ctx);    // station init
+void register_ca(CLI::App& app, Context& ctx);      // station ca ...
+void register_issue(CLI::App& app, Context& ctx);   // station issue
+void register_dpp(CLI::App& app, Context& ctx);     // station dpp parse|gen
+void register_fixture(CLI::App& app, Context& ctx); // station fixture probe
+void register_label(CLI::App& app, Context& ctx);   // station label render|print
+
+}  // namespace station::cli
