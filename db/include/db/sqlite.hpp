@@ -1,0 +1,90 @@
+// Owners for an SQLite connection and its statements (pattern: Botan utils/sqlite3), and
+// the one place an SQLite result code becomes a station::Error.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/bytes.hpp"
+#include "common/error.hpp"
+
+namespace station::db {
+
+// Throws Error(Errc::db_error or Errc::constraint_violation, "<what>: <sqlite message>", rc).
+[[noreturn]] void throw_sqlite(sqlite3* db, int rc, std::string_view what);
+
+class Statement;
+
+// A connection in WAL mode with synchronous=FULL and foreign keys on.
+class Connection {
+ public:
+  explicit Connection(const std::filesystem::path& path, bool read_only = false);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  Connection(Connection&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
+  ~Connection();
+
+  sqlite3* raw() const noexcept { return db_; }
+  void exec(const std::string& sql);
+  Statement prepare(const std::string& sql);
+  std::int64_t last_insert_rowid() const noexcept { return ::sqlite3_last_insert_rowid(db_); }
+  int user_version();
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class Statement {
+ public:
+  Statement(sqlite3* db, const std::string& sql);
+  Statement(const Statement&) = delete;
+  Statement& operator=(const Statement&) = delete;
+  Statement(Statement&& other) noexcept : db_(other.db_), stmt_(other.stmt_) { other.stmt_ = nullptr; }
+  ~Statement();
+
+  // Binding by 1-based index; std::nullopt binds NULL.
+  Statement& bind(int index, std::int64_t v);
+  Statement& bind(int index, std::string_view v);
+  Statement& bind(int index, const char* v) { return bind(index, std::string_view(v)); }
+  Statement& bind(int index, const std::string& v) { return bind(index, std::string_view(v)); }
+  Statement& bind(int index, ByteView v);
+  Statement& bind(int index, const std::optional<std::string>& v);
+  Statement& bind_null(int index);
+
+  // Steps once: true when a row is available.
+  bool step();
+  // Runs to completion (for statements without rows).
+  void run();
+  void reset();
+
+  std::int64_t int64(int col) const;
+  std::string text(int col) const;
+  std::optional<std::string> opt_text(int col) const;
+  Bytes blob(int col) const;
+  bool is_null(int col) const;
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* stmt_ = nullptr;
+};
+
+// BEGIN IMMEDIATE .. COMMIT, rolled back on destruction unless committed.
+class Transaction {
+ public:
+  explicit Transaction(Connection& c);
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  ~Transaction();
+  void commit();
+
+ private:
+  Connection& c_;
+  bool done_ = false;
+};
+
+}  // namespace station::db

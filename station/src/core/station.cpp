@@ -1,0 +1,291 @@
+#include "core/station.hpp"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <ctime>
+
+#include <fmt/format.h>
+
+#include "common/ossl.hpp"
+
+namespace station::core {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Writes a file that must not exist yet, with `mode`, and syncs it.
+void write_new_file(const fs::path& path, std::string_view content, mode_t mode) {
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+  if (fd < 0) throw_errno("cannot create " + path.string());
+  std::size_t done = 0;
+  while (done < content.size()) {
+    const ssize_t n = ::write(fd, content.data() + done, content.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      throw_errno("cannot write " + path.string());
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) throw_errno("cannot sync " + path.string());
+}
+
+// A random PIN of `n` characters [A-Za-z0-9] (rejection sampling, no modulo bias).
+SecretString random_pin(std::size_t n) {
+  static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+  std::string pin;
+  pin.reserve(n);
+  while (pin.size() < n) {
+    unsigned char b = 0;
+    if (::RAND_bytes(&b, 1) != 1) throw ossl::error("RAND_bytes");
+    if (b < 248) pin.push_back(kAlphabet[b % 62]);
+  }
+  return SecretString(std::move(pin));
+}
+
+std::string stamp() {
+  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  return fmt::format("{:04}{:02}{:02}T{:02}{:02}{:02}Z", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec);
+}
+
+std::string new_station_id() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  unsigned char r[4];
+  if (::RAND_bytes(r, sizeof r) != 1) throw ossl::error("RAND_bytes");
+  std::string h = host[0] != '\0' ? host : "station";
+  for (auto& c : h)
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '-') c = '-';
+  return h + "-" + hex_encode(ByteView(r, sizeof r));
+}
+
+db::CaRecord ca_record(const Bytes& der, const std::string& role, const std::string& key_label,
+                       const std::string& issuer_key_id) {
+  const auto info = pki::describe_certificate(der);
+  db::CaRecord r;
+  r.role = role;
+  r.status = "active";
+  r.subject = info.subject;
+  r.issuer = info.issuer;
+  r.serial = info.serial;
+  r.not_before = info.not_before;
+  r.not_after = info.not_after;
+  r.key_id = info.key_id;
+  r.key_label = key_label;
+  r.sha256 = info.sha256;
+  r.issuer_key_id = issuer_key_id;
+  r.der = der;
+  return r;
+}
+
+// Undoes what init created if it does not finish.
+class Rollback {
+ public:
+  void created(fs::path p) { paths_.push_back(std::move(p)); }
+  void keep() { paths_.clear(); }
+  ~Rollback() {
+    for (auto it = paths_.rbegin(); it != paths_.rend(); ++it) {
+      std::error_code ec;
+      fs::remove_all(*it, ec);
+    }
+  }
+
+ private:
+  std::vector<fs::path> paths_;
+};
+
+}  // namespace
+
+InitResult init_station(const InitOptions& o) {
+  const bool real_hsm = o.pkcs11_module.has_value() || o.token_label.has_value() || o.pin.has_value();
+  if (real_hsm && !(o.pkcs11_module && o.token_label && o.pin))
+    throw Error(Errc::invalid_argument, "a real HSM needs all of --pkcs11-module, --token-label and --pin");
+  if (o.data_dir.empty()) throw Error(Errc::invalid_argument, "give the data folder with --data DIR");
+  const auto curve = pki::ca_curve_from_string(o.curve);
+
+  Rollback rollback;
+  const fs::path dir = fs::absolute(o.data_dir);
+  if (fs::exists(dir / "station.conf") || fs::exists(dir / "station.db")) {
+    throw Error(Errc::already_exists,
+                fmt::format("{} already holds a station (station.conf or station.db); init never touches an existing "
+                            "hierarchy: use another folder, or rotate the CAs with `station ca`",
+                            dir.string()));
+  }
+  if (!fs::exists(dir)) {
+    fs::create_directories(dir);
+    rollback.created(dir);
+  }
+  ::chmod(dir.c_str(), 0700);
+
+  StationConfig c;
+  c.data_dir = dir;
+  c.config_file = dir / "station.conf";
+  c.station_id = new_station_id();
+  c.ca.curve = o.curve;
+  c.profiles.emplace("device", pki::CertProfile{});
+
+  if (real_hsm) {
+    c.hsm.module = *o.pkcs11_module;
+    c.hsm.token_label = *o.token_label;
+    c.hsm.pin = *o.pin;
+    pki::PinRef::parse(c.hsm.pin);
+  } else {
+    // The embedded default: a SoftHSM2 token inside the data folder, with its own config,
+    // initialised through C_InitToken/C_InitPIN (no PIN on any command line).
+    if (fs::exists(dir / "tokens") || fs::exists(dir / "pins"))
+      throw Error(Errc::already_exists, fmt::format("{} already holds tokens/ or pins/; refusing to overwrite", dir.string()));
+    c.hsm.module = STATION_DEFAULT_PKCS11_MODULE;
+    c.hsm.softhsm2_conf = "softhsm2.conf";
+    fs::create_directory(dir / "tokens");
+    rollback.created(dir / "tokens");
+    ::chmod((dir / "tokens").c_str(), 0700);
+    fs::create_directory(dir / "pins");
+    rollback.created(dir / "pins");
+    ::chmod((dir / "pins").c_str(), 0700);
+    write_new_file(dir / "softhsm2.conf",
+                   fmt::format("# SoftHSM2 configuration of this station's embedded token (written by station init)\n"
+                               "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n"
+                               "slots.removable = false\n",
+                               (dir / "tokens").string()),
+                   0600);
+    rollback.created(dir / "softhsm2.conf");
+    const SecretString so_pin = random_pin(24);
+    const SecretString user_pin = random_pin(24);
+    write_new_file(dir / "pins/so.pin", so_pin.str() + "\n", 0600);
+    write_new_file(dir / "pins/user.pin", user_pin.str() + "\n", 0600);
+    prepare_hsm_environment(c);
+    const auto module = pki::p11::Module::load(c.hsm.module);
+    const auto slot = module->find_free_slot();
+    if (!slot) throw Error(Errc::hsm_unavailable, "SoftHSM2 offers no free slot for a new token");
+    module->init_token(*slot, c.hsm.token_label, so_pin, user_pin);
+  }
+
+  const fs::path db_path = c.resolve(c.database);
+  rollback.created(db_path);
+  rollback.created(fs::path(db_path.string() + "-wal"));
+  rollback.created(fs::path(db_path.string() + "-shm"));
+  db::Records records(db_path);
+  auto hsm = pki::Hsm::open(c.hsm_config());
+  const std::string when = stamp();
+  std::vector<std::string> made_keys;
+  InitResult result;
+  try {
+    const auto root_key = hsm->generate_ca_key(curve, "station-root-ca-" + when);
+    made_keys.push_back(root_key.key_id);
+    const auto issuing_key = hsm->generate_ca_key(curve, "station-issuing-ca-" + when);
+    made_keys.push_back(issuing_key.key_id);
+    const auto audit_key = hsm->generate_ca_key(pki::CaCurve::p256, "station-audit-" + when);
+    made_keys.push_back(audit_key.key_id);
+
+    pki::CaCertRequest root_req{pki::CaKind::root, c.ca.root_subject, c.ca.root_validity_days, &root_key, nullptr};
+    const Bytes root_der = pki::make_ca_certificate(*hsm, root_req);
+    const pki::CaSigner root_signer{root_der, root_key.key_id};
+    pki::CaCertRequest issuing_req{pki::CaKind::issuing, c.ca.issuing_subject, c.ca.issuing_validity_days,
+                                   &issuing_key, &root_signer};
+    const Bytes issuing_der = pki::make_ca_certificate(*hsm, issuing_req);
+    pki::CaCertRequest audit_req{pki::CaKind::audit, c.ca.audit_subject, c.ca.issuing_validity_days, &audit_key,
+                                 &root_signer};
+    const Bytes audit_der = pki::make_ca_certificate(*hsm, audit_req);
+
+    db::Transaction tx(records.connection());
+    for (auto r : {ca_record(root_der, "root", root_key.label, root_key.key_id),
+                   ca_record(issuing_der, "issuing", issuing_key.label, root_key.key_id),
+                   ca_record(audit_der, "audit", audit_key.label, root_key.key_id)}) {
+      r.id = records.add_ca(r);
+      result.cas.push_back(std::move(r));
+    }
+    tx.commit();
+    write_new_file(c.config_file, render_config(c), 0600);
+  } catch (...) {
+    // A real token keeps nothing from a failed ceremony either.
+    for (const auto& k : made_keys) {
+      try {
+        hsm->destroy_key(k);
+      } catch (const Error& e) {
+        spdlog::error("could not remove key {} from the token after a failed init: {}", k, e.what());
+      }
+    }
+    throw;
+  }
+  rollback.keep();
+  result.config = std::move(c);
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------
+
+Station::Station(const fs::path& data_dir, const std::optional<fs::path>& config_file)
+    : config_(load_station_config(data_dir, config_file)) {
+  const fs::path db_path = config_.resolve(config_.database);
+  if (!fs::exists(db_path))
+    throw Error(Errc::not_found, fmt::format("no station database at {}; was `station init` run for this folder?",
+                                             db_path.string()));
+  records_ = std::make_unique<db::Records>(db_path);
+}
+
+pki::Hsm& Station::hsm() {
+  if (!hsm_) {
+    prepare_hsm_environment(config_);
+    hsm_ = pki::Hsm::open(config_.hsm_config());
+  }
+  return *hsm_;
+}
+
+namespace {
+
+class RecordsLedger final : public pki::SerialLedger {
+ public:
+  explicit RecordsLedger(db::Records& r) : records_(r) {}
+  bool contains(const std::string& serial_hex) override { return records_.certificate_serial_used(serial_hex); }
+
+ private:
+  db::Records& records_;
+};
+
+}  // namespace
+
+IssueResult issue_device_certificate(Station& station, const IssueRequest& req) {
+  auto& records = station.records();
+  const auto& profile = station.config().profile(req.profile.empty() ? station.config().default_profile : req.profile);
+  if (records.device_by_serial(req.device_serial)) {
+    throw Error(Errc::constraint_violation,
+                fmt::format("device serial {} already has an identity; a serial is never issued twice "
+                            "(re-provisioning needs a security officer)",
+                            req.device_serial));
+  }
+  const auto issuing = records.active_ca("issuing");
+  if (!issuing) throw Error(Errc::not_found, "no active issuing CA in the records; run `station init` first");
+
+  RecordsLedger ledger(records);
+  pki::CertificateIssuer issuer(station.hsm(), pki::CaSigner{issuing->der, issuing->key_id}, profile, &ledger);
+  IssueResult result;
+  result.certificate = issuer.issue(req.subject_spki, req.device_serial);
+
+  db::DeviceRecord device;
+  device.serial = req.device_serial;
+  device.state = "issued";
+  db::IdentityRecord identity;
+  identity.cert_serial = result.certificate.serial;
+  identity.cert_sha256 = result.certificate.sha256;
+  identity.cert_der = result.certificate.der;
+  identity.issuer_key_id = result.certificate.issuer_key_id;
+  identity.profile = profile.name;
+  identity.public_key = req.subject_spki;
+  identity.pkhash = sha256_hex(req.subject_spki);
+  identity.dpp_uri = req.dpp_uri;
+  identity.key_mode = req.key_mode;
+  identity.status = "active";
+  result.device_id = records.add_device_with_identity(device, identity).first;
+  result.chain.push_back(issuing->der);
+  return result;
+}
+
+}  // namespace station::core

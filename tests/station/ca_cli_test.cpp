@@ -1,0 +1,404 @@
+// `station init`, `station ca show` and `station issue` through the real binary, with a
+// real SoftHSM2 token in each test's own data folder, and openssl, certtool and
+// pkcs11-tool as independent judges.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "support.hpp"
+
+namespace station::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string station_bin() { return built_binary("station").string(); }
+
+int count_lines(const std::string& text, const std::string& line) {
+  int n = 0;
+  std::size_t pos = 0;
+  const std::string needle = line + "\n";
+  while ((pos = text.find(needle, pos)) != std::string::npos) {
+    if (pos == 0 || text[pos - 1] == '\n') ++n;
+    pos += needle.size();
+  }
+  return n;
+}
+
+// A data folder made by `station init`.
+class StationDir {
+ public:
+  StationDir() {
+    const auto r = run({station_bin(), "init", "--data", data().string()});
+    if (r.exit_code != 0) throw std::runtime_error("station init failed: " + r.err);
+  }
+  fs::path data() const { return tmp_.path() / "data"; }
+  fs::path file(const std::string& name) const { return tmp_.path() / name; }
+  std::map<std::string, std::string> hsm_env() const {
+    return {{"SOFTHSM2_CONF", (data() / "softhsm2.conf").string()}};
+  }
+
+  // An EC public key (PEM) made by openssl on `curve`.
+  fs::path make_pubkey(const std::string& curve, const std::string& name) const {
+    const auto key = file(name + ".key"), pub = file(name + ".pub");
+    EXPECT_EQ(run({"openssl", "ecparam", "-name", curve, "-genkey", "-noout", "-out", key.string()}).exit_code, 0);
+    EXPECT_EQ(run({"openssl", "ec", "-in", key.string(), "-pubout", "-out", pub.string()}).exit_code, 0);
+    return pub;
+  }
+
+  RunResult issue(const fs::path& pub, const std::string& serial, const std::vector<std::string>& extra = {},
+                  const std::map<std::string, std::string>& env = {}) const {
+    std::vector<std::string> argv = {station_bin(), "issue", "--data", data().string(), "--pubkey", pub.string(),
+                                     "--serial", serial};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv, env);
+  }
+
+  // The root certificate, alone, as PEM.
+  fs::path root_pem() const {
+    const auto r = run({station_bin(), "ca", "show", "--data", data().string(), "--json"});
+    const auto j = nlohmann::json::parse(r.out);
+    const auto path = file("root.pem");
+    write_file(path, j.at(0).at("pem").get<std::string>());
+    return path;
+  }
+
+  long long count_devices(const std::string& serial) const {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2((data() / "station.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "SELECT count(*) FROM devices WHERE serial = ?", -1, &st, nullptr);
+    sqlite3_bind_text(st, 1, serial.c_str(), -1, SQLITE_TRANSIENT);
+    sqlite3_step(st);
+    const long long n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+  }
+
+  // Rewrites station.conf with `from` replaced by `to`, into a copy; returns its path.
+  fs::path config_with(const std::string& from, const std::string& to, const std::string& name = "alt.conf") const {
+    return config_with({{from, to}}, name);
+  }
+  fs::path config_with(const std::vector<std::pair<std::string, std::string>>& edits, const std::string& name) const {
+    std::string conf = read_file(data() / "station.conf");
+    for (const auto& [from, to] : edits) {
+      const auto pos = conf.find(from);
+      EXPECT_NE(pos, std::string::npos) << from;
+      if (pos != std::string::npos) conf.replace(pos, from.size(), to);
+    }
+    const auto path = data() / name;
+    write_file(path, conf);
+    return path;
+  }
+
+ private:
+  TempDir tmp_{"station-cli"};
+};
+
+TEST(StationInit, CaKeysLiveOnlyInTheTokenSensitiveNeverExtractableSignOnly) {
+  StationDir st;
+  const std::string pin = read_file(st.data() / "pins/user.pin");
+  const auto r = run({"pkcs11-tool", "--module", STATION_SOFTHSM_MODULE, "--token-label", "station", "--login",
+                      "--pin", pin.substr(0, pin.size() - 1), "--list-objects", "--type", "privkey"},
+                     st.hsm_env());
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count_lines(r.out, "  Usage:      sign"), 3) << r.out;
+  EXPECT_EQ(count_lines(r.out, "  Access:     sensitive, always sensitive, never extractable, local"), 3) << r.out;
+  EXPECT_NE(r.out.find("label:      station-root-ca-"), std::string::npos);
+  EXPECT_NE(r.out.find("label:      station-issuing-ca-"), std::string::npos);
+  EXPECT_NE(r.out.find("label:      station-audit-"), std::string::npos);
+
+  // No private key file anywhere in the data folder: nothing PEM, nothing that parses as a
+  // DER private key (the token's own object files hold keys encrypted under the PIN).
+  for (const auto& e : fs::recursive_directory_iterator(st.data())) {
+    if (!e.is_regular_file()) continue;
+    const std::string content = read_file(e.path());
+    EXPECT_EQ(content.find("PRIVATE KEY"), std::string::npos) << e.path();
+    const auto p = run({"openssl", "pkey", "-inform", "DER", "-in", e.path().string(), "-noout"});
+    EXPECT_NE(p.exit_code, 0) << e.path() << " parses as a private key";
+  }
+  // Secrets stay private to the station's user.
+  EXPECT_EQ(fs::status(st.data() / "pins/user.pin").permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
+}
+
+TEST(StationInit, RefusesAnExistingHierarchyAndLeavesItUntouched) {
+  StationDir st;
+  const std::string before = read_file(st.data() / "station.conf");
+  const auto r = run({station_bin(), "init", "--data", st.data().string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("already holds a station"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file(st.data() / "station.conf"), before);
+}
+
+TEST(StationInit, RealHsmOptionsMustComeTogether) {
+  TempDir tmp;
+  const auto r = run({station_bin(), "init", "--data", (tmp / "d").string(), "--pkcs11-module", "softhsm2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--token-label"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(tmp / "d" / "station.conf"));
+}
+
+TEST(StationCaShow, JsonListsRootThenIssuingWithTheDocumentedFields) {
+  StationDir st;
+  const auto r = run({station_bin(), "ca", "show", "--data", st.data().string(), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j.size(), 2u);
+  EXPECT_EQ(j[0]["role"], "root");
+  EXPECT_EQ(j[1]["role"], "issuing");
+  const std::regex hex64("[0-9a-f]{64}"), hexserial("[0-9a-f]+"), time("\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\dZ");
+  for (const auto& c : j) {
+    EXPECT_EQ(c["status"], "active");
+    for (const char* k : {"key_id", "sha256"}) EXPECT_TRUE(std::regex_match(c[k].get<std::string>(), hex64)) << k;
+    EXPECT_TRUE(std::regex_match(c["serial"].get<std::string>(), hexserial));
+    EXPECT_TRUE(std::regex_match(c["not_before"].get<std::string>(), time));
+    EXPECT_TRUE(std::regex_match(c["not_after"].get<std::string>(), time));
+    EXPECT_FALSE(c["key_label"].get<std::string>().empty());
+    // key_id is the SHA-256 of the SPKI, sha256 that of the DER: check with openssl.
+    write_file(st.file("c.pem"), c["pem"].get<std::string>());
+    const auto spki = run({"sh", "-c", "openssl x509 -in " + st.file("c.pem").string() +
+                                           " -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum"});
+    EXPECT_EQ(spki.out.substr(0, 64), c["key_id"].get<std::string>());
+    const auto der = run({"sh", "-c", "openssl x509 -in " + st.file("c.pem").string() + " -outform DER | sha256sum"});
+    EXPECT_EQ(der.out.substr(0, 64), c["sha256"].get<std::string>());
+  }
+  EXPECT_EQ(j[0]["subject"], j[0]["issuer"]);
+  EXPECT_EQ(j[1]["issuer"], j[0]["subject"]);
+
+  const auto pem = run({station_bin(), "ca", "show", "--data", st.data().string(), "--pem"});
+  EXPECT_EQ(pem.out, j[0]["pem"].get<std::string>() + j[1]["pem"].get<std::string>());
+}
+
+TEST(StationIssue, CertificatesOnFourCurvesVerifyWithOpensslAndCerttool) {
+  StationDir st;
+  const auto root = st.root_pem();
+  int n = 0;
+  for (const std::string curve : {"prime256v1", "secp384r1", "secp521r1", "brainpoolP256r1"}) {
+    const auto pub = st.make_pubkey(curve, curve);
+    const auto r = st.issue(pub, "ACME-" + std::to_string(++n));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto chain = st.file(curve + ".chain.pem");
+    write_file(chain, r.out);
+    // The output is the device certificate followed by the issuing CA (not the root).
+    EXPECT_EQ(count_lines(r.out, "-----BEGIN CERTIFICATE-----"), 2);
+    const auto v = run({"openssl", "verify", "-x509_strict", "-CAfile", root.string(), "-untrusted", chain.string(),
+                        chain.string()});
+    EXPECT_EQ(v.exit_code, 0) << curve << ": " << v.out << v.err;
+    EXPECT_EQ(v.out, chain.string() + ": OK\n");
+    const auto g = run({"certtool", "--verify", "--load-ca-certificate", root.string(), "--infile", chain.string()});
+    EXPECT_EQ(g.exit_code, 0) << curve << ": " << g.out << g.err;
+    EXPECT_NE(g.out.find("Chain verification output: Verified. The certificate is trusted."), std::string::npos)
+        << curve << g.out;
+    // The certificate certifies exactly the given key.
+    const auto certkey = run({"sh", "-c", "openssl x509 -in " + chain.string() + " -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum"});
+    const auto givenkey = run({"sh", "-c", "openssl pkey -pubin -in " + pub.string() + " -outform DER | sha256sum"});
+    EXPECT_EQ(certkey.out, givenkey.out);
+    EXPECT_EQ(st.count_devices("ACME-" + std::to_string(n)), 1);
+  }
+}
+
+TEST(StationIssue, ExtensionsAreExactlyTheProfiles) {
+  StationDir st;
+  const auto conf = st.config_with(
+      "[profiles.device]",
+      "[profiles.enterprise]\nvalidity_days = 7300\nsubject = 'O=Acme Devices, serialNumber={serial}, CN={serial}'\n"
+      "subject_alt_names = ['URI:urn:dev:serial:{serial}', 'DNS:{serial}.devices.acme.example']\n"
+      "key_usage = ['digitalSignature']\nextended_key_usage = ['clientAuth', 'serverAuth']\n"
+      "crl_distribution_point = 'http://pki.acme.example/issuing.crl'\n\n[profiles.device]");
+  const auto pub = st.make_pubkey("prime256v1", "k");
+  const auto r = run({station_bin(), "issue", "--config", conf.string(), "--pubkey", pub.string(), "--serial",
+                      "ACME-7", "--profile", "enterprise"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  write_file(st.file("c.pem"), r.out);
+  const auto text = run({"openssl", "x509", "-in", st.file("c.pem").string(), "-noout", "-text"}).out;
+  const auto begin = text.find("        X509v3 extensions:\n");
+  const auto end = text.find("    Signature Algorithm:", begin);
+  ASSERT_NE(begin, std::string::npos);
+  std::string exts = text.substr(begin, end - begin);
+  exts = std::regex_replace(exts, std::regex("([0-9A-F]{2}:){19}[0-9A-F]{2}"), "<keyid>");
+  EXPECT_EQ(exts,
+            "        X509v3 extensions:\n"
+            "            X509v3 Basic Constraints: critical\n"
+            "                CA:FALSE\n"
+            "            X509v3 Key Usage: critical\n"
+            "                Digital Signature\n"
+            "            X509v3 Extended Key Usage: \n"
+            "                TLS Web Client Authentication, TLS Web Server Authentication\n"
+            "            X509v3 Authority Key Identifier: \n"
+            "                <keyid>\n"
+            "            X509v3 CRL Distribution Points: \n"
+            "                Full Name:\n"
+            "                  URI:http://pki.acme.example/issuing.crl\n"
+            "            X509v3 Subject Key Identifier: \n"
+            "                <keyid>\n"
+            "            X509v3 Subject Alternative Name: \n"
+            "                URI:urn:dev:serial:ACME-7, DNS:ACME-7.devices.acme.example\n");
+  EXPECT_NE(text.find("Subject: O = Acme Devices, serialNumber = ACME-7, CN = ACME-7"), std::string::npos) << text;
+  // The default profile keeps its own extensions.
+  const auto d = st.issue(st.make_pubkey("prime256v1", "k2"), "ACME-8");
+  ASSERT_EQ(d.exit_code, 0) << d.err;
+}
+
+TEST(StationIssue, ASerialIsNeverIssuedTwice) {
+  StationDir st;
+  const auto pub = st.make_pubkey("prime256v1", "a");
+  ASSERT_EQ(st.issue(pub, "ACME-1").exit_code, 0);
+  const auto again = st.issue(st.make_pubkey("prime256v1", "b"), "ACME-1");
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("ACME-1 already has an identity"), std::string::npos) << again.err;
+  EXPECT_TRUE(again.out.empty());
+  // The same key for another serial: the DPP key hash belongs to one device only.
+  const auto same_key = st.issue(pub, "ACME-2");
+  EXPECT_EQ(same_key.exit_code, 1);
+  EXPECT_NE(same_key.err.find("key hash"), std::string::npos) << same_key.err;
+  EXPECT_EQ(st.count_devices("ACME-2"), 0);
+}
+
+TEST(StationIssue, BadInputGivesOneLineReasons) {
+  StationDir st;
+  write_file(st.file("junk.pem"), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n");
+  auto r = st.issue(st.file("junk.pem"), "X1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not a PEM public key"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  r = st.issue(st.file("missing.pem"), "X1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("missing.pem"), std::string::npos);
+  r = st.issue(st.make_pubkey("prime256v1", "k"), "bad serial,=");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("printable ASCII"), std::string::npos) << r.err;
+}
+
+TEST(StationConfig, UnknownKeysAndBadValuesAreRefusedByName) {
+  StationDir st;
+  const auto pub = st.make_pubkey("prime256v1", "k");
+  auto conf = st.config_with("max_sessions = 8", "max_sessions = 8\nmax_sesions = 4", "typo.conf");
+  auto r = run({station_bin(), "issue", "--config", conf.string(), "--pubkey", pub.string(), "--serial", "S1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("hsm.max_sesions: unknown key"), std::string::npos) << r.err;
+  conf = st.config_with("[profiles.device]\nvalidity_days = 3650", "[profiles.device]\nvalidity_days = 'ten years'", "bad.conf");
+  r = run({station_bin(), "issue", "--config", conf.string(), "--pubkey", pub.string(), "--serial", "S1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("profiles.device.validity_days: must be an integer"), std::string::npos) << r.err;
+  conf = st.config_with("pin = 'file:pins/user.pin'", "pin = '1234'", "pin.conf");
+  r = run({station_bin(), "issue", "--config", conf.string(), "--pubkey", pub.string(), "--serial", "S1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("hsm.pin: must be a reference"), std::string::npos) << r.err;
+  EXPECT_EQ(st.count_devices("S1"), 0);
+}
+
+TEST(StationHsm, WrongPinGivesAClearErrorAndExactlyOneLogin) {
+  StationDir st;
+  write_file(st.data() / "pins/wrong.pin", "definitely-not-it\n");
+  fs::permissions(st.data() / "pins/wrong.pin", fs::perms::owner_read | fs::perms::owner_write);
+  const auto conf = st.config_with({{"pin = 'file:pins/user.pin'", "pin = 'file:pins/wrong.pin'"},
+                                    {std::string("module = '") + STATION_SOFTHSM_MODULE + "'",
+                                     std::string("module = '") + STATION_P11SHIM + "'"}},
+                                   "wrong.conf");
+  const auto log = st.file("calls.log");
+  const auto r = run({station_bin(), "issue", "--config", conf.string(), "--pubkey",
+                      st.make_pubkey("prime256v1", "k").string(), "--serial", "P1"},
+                     {{"P11SHIM_LOG", log.string()}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("rejected the user PIN"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("not retrying"), std::string::npos) << r.err;
+  EXPECT_EQ(count_lines(read_file(log), "C_Login"), 1);
+  EXPECT_EQ(st.count_devices("P1"), 0);
+}
+
+TEST(StationHsm, MissingModuleAndMissingTokenAreNamed) {
+  StationDir st;
+  const auto pub = st.make_pubkey("prime256v1", "k");
+  auto conf = st.config_with(std::string("module = '") + STATION_SOFTHSM_MODULE + "'",
+                             "module = '/opt/nowhere/libhsm.so'", "nomod.conf");
+  auto r = run({station_bin(), "issue", "--config", conf.string(), "--pubkey", pub.string(), "--serial", "M1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("cannot load PKCS#11 module /opt/nowhere/libhsm.so"), std::string::npos) << r.err;
+  conf = st.config_with("token_label = 'station'", "token_label = 'elsewhere'", "notoken.conf");
+  r = run({station_bin(), "issue", "--config", conf.string(), "--pubkey", pub.string(), "--serial", "M1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no token labelled 'elsewhere'"), std::string::npos) << r.err;
+  EXPECT_EQ(st.count_devices("M1"), 0);
+}
+
+// Fault injection by count (STYLE.md): the N-th PKCS#11 call of one issuance fails, for
+// every N. Each run either fails with a specific one-line error naming the call and
+// records nothing, or (only for the teardown calls after the record is written) succeeds
+// with a valid certificate.
+TEST(StationHsm, AFailureAtEachPkcs11CallOfAnIssuanceIsCleanAndLeavesNothingHalfMade) {
+  StationDir st;
+  const auto conf = st.config_with(std::string("module = '") + STATION_SOFTHSM_MODULE + "'",
+                                   std::string("module = '") + STATION_P11SHIM + "'", "shim.conf");
+  const auto root = st.root_pem();
+  const auto pub = st.make_pubkey("prime256v1", "k");
+  const auto log = st.file("calls.log");
+  auto issue = [&](const std::string& serial, const std::map<std::string, std::string>& env, const fs::path& key) {
+    return run({station_bin(), "issue", "--config", conf.string(), "--pubkey", key.string(), "--serial", serial}, env);
+  };
+  const auto clean = issue("F0", {{"P11SHIM_LOG", log.string()}}, pub);
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  std::vector<std::string> calls;
+  {
+    std::istringstream in(read_file(log));
+    for (std::string line; std::getline(in, line);) calls.push_back(line);
+  }
+  ASSERT_GE(calls.size(), 10u);
+  const auto sign_at = std::find(calls.begin(), calls.end(), "C_Sign") - calls.begin();
+  ASSERT_LT(static_cast<std::size_t>(sign_at), calls.size());
+
+  for (std::size_t i = 1; i <= calls.size(); ++i) {
+    const std::string serial = "F" + std::to_string(i);
+    const auto key = st.make_pubkey("prime256v1", serial);
+    const auto r = issue(serial, {{"P11SHIM_FAIL_AT", std::to_string(i)}}, key);
+    const std::string& call = calls[i - 1];
+    if (static_cast<long>(i) <= sign_at + 1) {
+      EXPECT_EQ(r.exit_code, 1) << "failure at call " << i << " (" << call << ") was not reported";
+      EXPECT_NE(r.err.find(call + " failed: CKR_DEVICE_ERROR"), std::string::npos) << i << " " << call << ": " << r.err;
+      EXPECT_TRUE(r.out.empty()) << "a certificate was printed although " << call << " failed";
+      EXPECT_EQ(st.count_devices(serial), 0) << "a record was left behind after " << call << " failed";
+    } else if (r.exit_code == 0) {
+      write_file(st.file("x.pem"), r.out);
+      const auto v = run({"openssl", "verify", "-CAfile", root.string(), "-untrusted", st.file("x.pem").string(),
+                          st.file("x.pem").string()});
+      EXPECT_EQ(v.exit_code, 0) << "teardown failure at " << call << " produced a bad certificate";
+      EXPECT_EQ(st.count_devices(serial), 1);
+    } else {
+      EXPECT_EQ(st.count_devices(serial), 0) << call;
+    }
+  }
+}
+
+TEST(StationHsm, LostSessionIsReopenedWithOneNewLoginAndTheIssuanceCompletes) {
+  StationDir st;
+  const auto conf = st.config_with(std::string("module = '") + STATION_SOFTHSM_MODULE + "'",
+                                   std::string("module = '") + STATION_P11SHIM + "'", "shim.conf");
+  const auto log = st.file("calls.log");
+  const auto r = run({station_bin(), "issue", "--config", conf.string(), "--pubkey",
+                      st.make_pubkey("prime256v1", "k").string(), "--serial", "R1"},
+                     {{"P11SHIM_LOG", log.string()},
+                      {"P11SHIM_FAIL_CALL", "C_SignInit"},
+                      {"P11SHIM_FAIL_AT", "1"},
+                      {"P11SHIM_FAIL_RV", "b3"}});  // CKR_SESSION_HANDLE_INVALID
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(count_lines(read_file(log), "C_Login"), 2);
+  EXPECT_EQ(st.count_devices("R1"), 1);
+}
+
+TEST(StationCli, EveryCommandHasHelp) {
+  for (const auto& args : std::vector<std::vector<std::string>>{
+           {"--help"}, {"init", "--help"}, {"ca", "--help"}, {"ca", "show", "--help"}, {"issue", "--help"}}) {
+    std::vector<std::string> argv = {station_bin()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    const auto r = run(argv);
+    EXPECT_EQ(r.exit_code, 0) << args[0];
+    EXPECT_NE(r.out.find("Usage:"), std::string::npos) << args[0];
+  }
+  const auto r = run({station_bin(), "issue"});
+  EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace station::test
