@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <set>
 
 #include "support.hpp"
 
@@ -398,6 +399,51 @@ TEST(StationCli, EveryCommandHasHelp) {
   }
   const auto r = run({station_bin(), "issue"});
   EXPECT_NE(r.exit_code, 0);
+}
+
+}  // namespace
+}  // namespace station::test
+
+namespace station::test {
+namespace {
+
+// `station init` against an HSM it does not own: a token made beforehand by the HSM's own
+// tool, the PIN from the environment. Nothing but the config and the records is created.
+TEST(StationInit, RealHsmCreatesOnlyConfigAndRecordsAndTakesThePinFromTheEnvironment) {
+  TempDir tmp;
+  fs::create_directory(tmp / "tokens");
+  write_file(tmp / "softhsm2.conf", "directories.tokendir = " + (tmp / "tokens").string() + "\nobjectstore.backend = file\n");
+  const std::map<std::string, std::string> env = {{"SOFTHSM2_CONF", (tmp / "softhsm2.conf").string()},
+                                                  {"LINE_HSM_PIN", "line-pin-4711"}};
+  ASSERT_EQ(run({"softhsm2-util", "--init-token", "--free", "--label", "line-hsm", "--so-pin", "so-4711", "--pin",
+                 "line-pin-4711"},
+                env)
+                .exit_code,
+            0);
+  const auto data = tmp / "data";
+  auto r = run({station_bin(), "init", "--data", data.string(), "--pkcs11-module", "softhsm2", "--token-label",
+                "line-hsm", "--pin", "env:LINE_HSM_PIN"},
+               env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::set<std::string> made;
+  for (const auto& e : fs::directory_iterator(data)) made.insert(e.path().filename().string());
+  made.erase("station.db-wal");
+  made.erase("station.db-shm");
+  EXPECT_EQ(made, (std::set<std::string>{"station.conf", "station.db"}));
+  const std::string conf = read_file(data / "station.conf");
+  EXPECT_NE(conf.find("pin = 'env:LINE_HSM_PIN'"), std::string::npos);
+  EXPECT_EQ(conf.find("line-pin-4711"), std::string::npos) << "the PIN itself reached the config";
+  // Issuing reads the PIN from the same variable.
+  const auto key = tmp / "k.key", pub = tmp / "k.pub";
+  run({"openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key.string()});
+  run({"openssl", "ec", "-in", key.string(), "-pubout", "-out", pub.string()});
+  r = run({station_bin(), "issue", "--data", data.string(), "--pubkey", pub.string(), "--serial", "RH-1"}, env);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // Without the variable, the error says which one is missing.
+  r = run({station_bin(), "issue", "--data", data.string(), "--pubkey", pub.string(), "--serial", "RH-2"},
+          {{"SOFTHSM2_CONF", (tmp / "softhsm2.conf").string()}, {"LINE_HSM_PIN", ""}});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("PIN variable LINE_HSM_PIN is not set"), std::string::npos) << r.err;
 }
 
 }  // namespace
