@@ -2,6 +2,10 @@
 # With STATION_FUZZ (clang): a libFuzzer binary fuzz_<n>.
 # Otherwise: a replay binary fuzz_<n>_replay (fuzz/replay_main.cpp) that feeds every file of
 # the committed corpus to LLVMFuzzerTestOneInput, registered as ctest case fuzz_replay_<n>.
+if(STATION_FUZZ AND NOT TARGET fuzz_all)
+  add_custom_target(fuzz_all)
+endif()
+
 function(station_fuzz_target)
   cmake_parse_arguments(ARG "" "NAME;SRC;CORPUS" "DEPS" ${ARGN})
   if(STATION_FUZZ)
@@ -9,6 +13,7 @@ function(station_fuzz_target)
     target_compile_options(fuzz_${ARG_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_options(fuzz_${ARG_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
     target_link_libraries(fuzz_${ARG_NAME} PRIVATE ${ARG_DEPS})
+    add_dependencies(fuzz_all fuzz_${ARG_NAME})
   else()
     add_executable(fuzz_${ARG_NAME}_replay ${ARG_SRC} ${PROJECT_SOURCE_DIR}/fuzz/replay_main.cpp)
     target_link_libraries(fuzz_${ARG_NAME}_replay PRIVATE ${ARG_DEPS})

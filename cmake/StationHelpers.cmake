@@ -3,7 +3,7 @@
 # private ones in <part>/src/internal/. DEPS spell the direction of dependency.
 function(station_apply_warnings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wnon-virtual-dtor
-    -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wnull-dereference -Wimplicit-fallthrough)
+    -Wold-style-cast -Wcast-align -Woverloaded-virtual -Wimplicit-fallthrough)
   if(STATION_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()
