@@ -21,7 +21,7 @@ std::string file_stem(const std::string& label) {
                     c == '_' || c == '-';
     if (!ok) c = '_';
   }
-  if (s.find_first_not_of('.') == std::string::npos) s = "_" + s;
+  if (s.find_first_not_of('.') == std::string::npos) s.insert(s.begin(), '_');
   return s;
 }
 
@@ -37,8 +37,10 @@ class DirPrinter final : public Printer {
       throw Error(Errc::not_found, "printer " + name_ + ": folder " + dir_.string() +
                                        " does not exist; create it or fix the printer setting");
     }
-    const auto final_path = dir_ / (file_stem(job.label) + "." + job.extension);
-    const auto tmp_path = dir_ / ("." + file_stem(job.label) + "." + job.extension + ".tmp");
+    std::string file = file_stem(job.label);
+    file.append(".").append(job.extension);
+    const auto final_path = dir_ / file;
+    const auto tmp_path = dir_ / std::string(".").append(file).append(".tmp");
     // Written whole, flushed, then renamed into place: a reader never sees half a label.
     Fd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) fail("cannot create " + tmp_path.string());

@@ -11,6 +11,7 @@
 #include <array>
 #include <cmath>
 #include <csetjmp>
+#include <cstring>
 #include <string>
 
 #include "common/error.hpp"
@@ -118,34 +119,57 @@ void png_append(png_structp png, png_bytep data, png_size_t n) {
 }
 void png_flush(png_structp) {}
 
-Bytes write_png_1bit(const std::uint8_t* gray, int width, int height, int stride, int dpi) {
+struct PngJob {
+  Bytes* out;
+  const unsigned char* rgb;  // cairo RGB24: one native-endian 32-bit word per dot
+  int stride;                // bytes per row of `rgb`
+  int width, height, dpi;
+  png_byte* row;             // (width + 7) / 8 bytes of scratch
+};
+
+// libpng reports errors by longjmp: keep this frame free of C++ objects (-Wclobbered).
+bool write_png_rows(png_structp png, png_infop info, const PngJob& job) {
+  if (setjmp(png_jmpbuf(png))) return false;
+  ::png_set_write_fn(png, job.out, png_append, png_flush);
+  ::png_set_IHDR(png, info, static_cast<png_uint_32>(job.width), static_cast<png_uint_32>(job.height), 1,
+                 PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+  // pHYs: the printer's resolution, so viewers and tools know the true size.
+  const auto ppm = static_cast<png_uint_32>(std::lround(job.dpi / 0.0254));
+  ::png_set_pHYs(png, info, ppm, ppm, PNG_RESOLUTION_METER);
+  // Row filters do nothing for 1-bit art but cost a trial compression each: skip them.
+  ::png_set_filter(png, PNG_FILTER_TYPE_BASE, PNG_FILTER_NONE);
+  ::png_write_info(png, info);
+  for (int y = 0; y < job.height; ++y) {
+    std::uint32_t src_word = 0;
+    const unsigned char* src = job.rgb + static_cast<std::ptrdiff_t>(y) * job.stride;
+    for (int x0 = 0; x0 < job.width; x0 += 8) {
+      // Gray 1-bit PNG: 0 is black, 1 white. A dot is black when it is more than half inked
+      // (the blue channel of a gray pixel is its level).
+      unsigned bits = 0;
+      for (int k = 0; k < 8; ++k) {
+        bits <<= 1;
+        if (x0 + k < job.width) {
+          std::memcpy(&src_word, src + static_cast<std::ptrdiff_t>(x0 + k) * 4, 4);
+          bits |= (src_word & 0xffU) >= 128 ? 1U : 0U;
+        }
+      }
+      job.row[x0 / 8] = static_cast<png_byte>(bits);
+    }
+    ::png_write_row(png, job.row);
+  }
+  ::png_write_end(png, nullptr);
+  return true;
+}
+
+Bytes write_png_1bit(const unsigned char* rgb, int stride, int width, int height, int dpi) {
   Bytes out;
+  std::vector<png_byte> row(static_cast<std::size_t>((width + 7) / 8));
   png_structp png = ::png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   if (png == nullptr) throw Error(Errc::internal, "libpng: png_create_write_struct failed");
   png_infop info = ::png_create_info_struct(png);
-  std::vector<png_byte> row(static_cast<std::size_t>((width + 7) / 8));
-  if (info == nullptr || setjmp(png_jmpbuf(png))) {
-    ::png_destroy_write_struct(&png, &info);
-    throw Error(Errc::internal, "libpng: writing the PNG failed");
-  }
-  ::png_set_write_fn(png, &out, png_append, png_flush);
-  ::png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 1,
-                 PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-  // pHYs: the printer's resolution, so viewers and tools know the true size.
-  const auto ppm = static_cast<png_uint_32>(std::lround(dpi / 0.0254));
-  ::png_set_pHYs(png, info, ppm, ppm, PNG_RESOLUTION_METER);
-  ::png_write_info(png, info);
-  for (int y = 0; y < height; ++y) {
-    std::fill(row.begin(), row.end(), png_byte{0});
-    const std::uint8_t* src = gray + static_cast<std::ptrdiff_t>(y) * stride;
-    for (int x = 0; x < width; ++x) {
-      // Gray 1-bit PNG: 0 is black. A dot is black when it is more than half inked.
-      if (src[x] >= 128) row[static_cast<std::size_t>(x / 8)] |= static_cast<png_byte>(0x80U >> (x % 8));
-    }
-    ::png_write_row(png, row.data());
-  }
-  ::png_write_end(png, nullptr);
+  const bool ok = info != nullptr && write_png_rows(png, info, PngJob{&out, rgb, stride, width, height, dpi, row.data()});
   ::png_destroy_write_struct(&png, &info);
+  if (!ok) throw Error(Errc::internal, "libpng: writing the PNG failed");
   return out;
 }
 
@@ -166,16 +190,8 @@ Bytes render_png(const Template& tpl, const LabelData& data) {
     draw_label(cr.get(), tpl, data);
   }
   ::cairo_surface_flush(rgb.get());
-  const int w = tpl.width_dots();
-  const int h = tpl.height_dots();
-  const int stride = ::cairo_image_surface_get_stride(rgb.get());
-  const unsigned char* px = ::cairo_image_surface_get_data(rgb.get());
-  std::vector<std::uint8_t> gray(static_cast<std::size_t>(w) * static_cast<std::size_t>(h));
-  for (int y = 0; y < h; ++y) {
-    const auto* row = reinterpret_cast<const std::uint32_t*>(px + static_cast<std::ptrdiff_t>(y) * stride);
-    for (int x = 0; x < w; ++x) gray[static_cast<std::size_t>(y * w + x)] = static_cast<std::uint8_t>(row[x] & 0xffU);
-  }
-  return write_png_1bit(gray.data(), w, h, w, tpl.dpi());
+  return write_png_1bit(::cairo_image_surface_get_data(rgb.get()), ::cairo_image_surface_get_stride(rgb.get()),
+                        tpl.width_dots(), tpl.height_dots(), tpl.dpi());
 }
 
 Bytes render_pdf(const Template& tpl, std::span<const LabelData> labels) {
