@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   station::cli::register_issue(app, ctx);
   station::cli::register_dpp(app, ctx);
   station::cli::register_label(app, ctx);
+  station::cli::register_fixture(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
