@@ -4,12 +4,16 @@
 #include <gtest/gtest.h>
 #include <openssl/x509.h>
 
+#include <signal.h>
+
+#include <filesystem>
 #include <string>
 #include <vector>
 
 #include "common/bytes.hpp"
 #include "common/secure.hpp"
 #include "pki/dpp.hpp"
+#include "support.hpp"
 #include "wpas_harness.hpp"
 
 namespace station::pki::dpp {
@@ -214,6 +218,36 @@ TEST(StationReadsWpaSupplicantUris, ToTheSameFieldsOnEveryCurve) {
   EXPECT_FALSE(u.fields.mac);
   EXPECT_TRUE(u.fields.channels.empty());
   EXPECT_EQ(hex_encode(u.pkhash), wpas->bootstrap_info(id).pkhash);
+}
+
+// The skip policy itself: this test binary run again with a daemon that cannot start.
+TEST(InteropHarness, SkipsWhenItCannotRunButFailsUnderStationRequireInterop) {
+  const std::string self = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::vector<std::string> argv{self, "--gtest_filter=WpaSupplicantReadsStationUris.CountsOnlyChannelsWithAKnownFrequency"};
+  const auto skipped = test::run(argv, {{"STATION_WPA_SUPPLICANT", "/nonexistent/wpa_supplicant"},
+                                        {"STATION_REQUIRE_INTEROP", ""}});
+  EXPECT_EQ(skipped.exit_code, 0) << skipped.out;
+  EXPECT_NE(skipped.out.find("[  SKIPPED ]"), std::string::npos) << skipped.out;
+  EXPECT_NE(skipped.out.find("/nonexistent/wpa_supplicant is not an executable"), std::string::npos) << skipped.out;
+  const auto failed = test::run(argv, {{"STATION_WPA_SUPPLICANT", "/nonexistent/wpa_supplicant"},
+                                       {"STATION_REQUIRE_INTEROP", "1"}});
+  EXPECT_NE(failed.exit_code, 0) << failed.out;
+  EXPECT_NE(failed.out.find("cannot run and STATION_REQUIRE_INTEROP=1"), std::string::npos) << failed.out;
+}
+
+TEST(InteropHarness, LeavesNoNamespaceOrDaemonBehind) {
+  std::string netns;
+  pid_t pid = 0;
+  {
+    STATION_START_WPAS_OR_SKIP(wpas);
+    netns = wpas->netns();
+    EXPECT_EQ(wpas->request("PING"), "PONG");
+    pid = wpas->pid();
+  }
+  EXPECT_NE(::kill(pid, 0), 0) << "wpa_supplicant " << pid << " still runs";
+  if (!netns.empty()) {
+    EXPECT_FALSE(std::filesystem::exists("/run/netns/" + netns)) << netns;
+  }
 }
 
 }  // namespace

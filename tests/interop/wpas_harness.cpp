@@ -86,8 +86,12 @@ std::unique_ptr<WpaSupplicant> WpaSupplicant::start(std::string* why_not) {
     if (why_not != nullptr) *why_not = why;
     return nullptr;
   };
-  const std::string wpas = find_program("wpa_supplicant");
+  // STATION_WPA_SUPPLICANT names another build of the daemon to test against.
+  const char* chosen = std::getenv("STATION_WPA_SUPPLICANT");
+  const std::string wpas = chosen != nullptr ? std::string(chosen) : find_program("wpa_supplicant");
   const std::string ip = find_program("ip");
+  if (chosen != nullptr && ::access(chosen, X_OK) != 0)
+    return fail("STATION_WPA_SUPPLICANT=" + wpas + " is not an executable program");
   if (wpas.empty()) return fail("wpa_supplicant is not installed (Debian package wpasupplicant)");
   if (ip.empty()) return fail("ip is not installed (Debian package iproute2)");
   const bool root = ::geteuid() == 0;

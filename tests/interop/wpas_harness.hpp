@@ -45,6 +45,7 @@ class WpaSupplicant {
  public:
   // Starts one. Returns nullptr with the reason in *why_not when this machine cannot run it
   // (no wpa_supplicant or ip, no permission to make a network namespace, daemon failed).
+  // The daemon is wpa_supplicant from PATH (or /usr/sbin, /sbin), or $STATION_WPA_SUPPLICANT.
   static std::unique_ptr<WpaSupplicant> start(std::string* why_not);
 
   WpaSupplicant(const WpaSupplicant&) = delete;
@@ -65,6 +66,7 @@ class WpaSupplicant {
   // The daemon's stdout/stderr so far (for failure messages).
   std::string log() const;
   const std::string& netns() const noexcept { return netns_; }
+  pid_t pid() const noexcept { return pid_; }
 
  private:
   WpaSupplicant() = default;
