@@ -54,7 +54,7 @@ struct SecondCodeSpec {
 
 struct TemplateSpec {
   std::string name = "default";
-  double width_mm = 70.0;
+  double width_mm = 76.0;   // the built-in default: 3 x 1.25 in
   double height_mm = 32.0;
   int dpi = 203;
   std::string font = "DejaVu Sans Mono";  // previews (PNG/PDF); printers use their font 0
