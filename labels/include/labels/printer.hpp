@@ -39,6 +39,8 @@ struct PrinterOptions {
   std::chrono::milliseconds cups_timeout{30000};    // lp plus CUPS delivering the job
 };
 
+// print() may be called from several threads at once: each call is its own connection, file
+// or CUPS job (a line printer serialises concurrent connections itself).
 class Printer {
  public:
   virtual ~Printer() = default;
