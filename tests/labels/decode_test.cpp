@@ -124,16 +124,17 @@ std::optional<std::filesystem::path> zebrash() {
     if (r.exit_code != 0 || !std::filesystem::exists(pkg)) return std::nullopt;
   }
   const auto script = dir / "render.cjs";
-  // node render.cjs WIDTH_MM HEIGHT_MM DPMM in.zpl out.png [DPMM in.zpl out.png ...]
+  // node render.cjs WIDTH_MM HEIGHT_MM DPMM in.zpl out.png [WIDTH_MM HEIGHT_MM DPMM in.zpl out.png ...]
   station::test::write_file(script, R"(
 const { ready } = require("zpl-renderer-js");
 const fs = require("node:fs");
 (async () => {
   const { api } = await ready;
-  const [w, h, ...jobs] = process.argv.slice(2);
-  for (let i = 0; i < jobs.length; i += 3) {
-    const png = await api.zplToBase64Async(fs.readFileSync(jobs[i + 1], "latin1"), +w, +h, +jobs[i]);
-    fs.writeFileSync(jobs[i + 2], Buffer.from(png, "base64"));
+  const jobs = process.argv.slice(2);
+  for (let i = 0; i < jobs.length; i += 5) {
+    const [w, h, dpmm, zpl, out] = jobs.slice(i, i + 5);
+    const png = await api.zplToBase64Async(fs.readFileSync(zpl, "latin1"), +w, +h, +dpmm);
+    fs.writeFileSync(out, Buffer.from(png, "base64"));
   }
   process.exit(0);
 })().catch((e) => { console.error(e); process.exit(1); });
@@ -156,16 +157,25 @@ TEST(LabelDecode, ZplRenderedByAnIndependentRendererDecodesToTheUri) {
   for (std::size_t i = 0; i < uris.size(); ++i) cases.push_back({203, 8, i});
   cases.push_back({300, 12, uris.size() - 1});
   cases.push_back({600, 24, uris.size() - 1});
-  const TemplateSpec spec = builtin_template_spec("default");
-  std::vector<std::string> argv = {"node", script->string(), std::to_string(spec.width_mm),
-                                   std::to_string(spec.height_mm)};
+  std::vector<std::string> argv = {"node", script->string()};
+  auto add_job = [&](const Template& tpl, const LabelData& d, int dpmm, const std::string& name) {
+    const auto base = dir / name;
+    station::test::write_file(base.string() + ".zpl", render_zpl(tpl, d));
+    argv.insert(argv.end(), {std::to_string(tpl.spec().width_mm), std::to_string(tpl.spec().height_mm),
+                             std::to_string(dpmm), base.string() + ".zpl", base.string() + ".png"});
+  };
   for (std::size_t k = 0; k < cases.size(); ++k) {
     const Case& c = cases[k];
-    const auto base = dir / std::to_string(k);
-    const Template tpl = builtin_template("default").with_dpi(c.dpi);
-    station::test::write_file(base.string() + ".zpl", render_zpl(tpl, data_for(uris[c.uri], static_cast<int>(c.uri))));
-    argv.insert(argv.end(), {std::to_string(c.dpmm), base.string() + ".zpl", base.string() + ".png"});
+    add_job(builtin_template("default").with_dpi(c.dpi), data_for(uris[c.uri], static_cast<int>(c.uri)), c.dpmm,
+            std::to_string(k));
   }
+  // The second codes as the printer would draw them: a WIFI: QR, and a DataMatrix.
+  LabelData wifi = data_for(uris[0], 0);
+  wifi.softap = WifiCredentials{"acme;setup_1", "p^a:s~s", "WPA", false};
+  add_job(builtin_template("softap"), wifi, 8, "softap");
+  const auto dm = load_template_file(std::filesystem::path(STATION_SOURCE_DIR) / "tests/labels/golden/datamatrix.toml");
+  add_job(dm.at("datamatrix"), wifi, 12, "datamatrix");
+
   const auto r = station::test::run(argv);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (std::size_t k = 0; k < cases.size(); ++k) {
@@ -174,6 +184,14 @@ TEST(LabelDecode, ZplRenderedByAnIndependentRendererDecodesToTheUri) {
     const auto& u = uris[cases[k].uri];
     ASSERT_EQ(found.size(), 1U) << u.curve << " at " << cases[k].dpi << " dpi";
     EXPECT_EQ(found[0], u.uri) << u.curve << " at " << cases[k].dpi << " dpi";
+  }
+  const auto softap_png = station::test::read_file(dir / "softap.png");
+  auto found = label_test::zbar_decode_png(Bytes(softap_png.begin(), softap_png.end()));
+  std::sort(found.begin(), found.end());
+  EXPECT_EQ(found, (std::vector<std::string>{uris[0].uri, "WIFI:T:WPA;S:acme\\;setup_1;P:p^a\\:s~s;;"}));
+  if (station::test::have_program("dmtxread")) {
+    const auto dr = station::test::run({"dmtxread", "-n", "-N1", (dir / "datamatrix.png").string()});
+    EXPECT_EQ(dr.out, wifi.serial + "\n") << dr.err;
   }
 }
 
