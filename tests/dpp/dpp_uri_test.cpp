@@ -20,6 +20,9 @@ constexpr std::string_view kPiPkhash = "b1779e6811b03cab9091a367b10db6333ced1500
 // Public keys made with the openssl command line.
 constexpr std::string_view kRsaKey =
     "MFwwDQYJKoZIhvcNAQEBBQADSwAwSAJBAMYylAuC2Loit4KaMRxsC0Q8U/VN3A89Nc0s3/s/U/Qv+dvizvH3ySS+zk6N7qDi74apCt1ibPTcECnMBwJuKLECAwEAAQ==";
+// `openssl ecparam -name prime256v1 -genkey -param_enc explicit`: P-256, but spelled out.
+constexpr std::string_view kExplicitP256Key =
+    "MIIBSzCCAQMGByqGSM49AgEwgfcCAQEwLAYHKoZIzj0BAQIhAP////8AAAABAAAAAAAAAAAAAAAA////////////////MFsEIP////8AAAABAAAAAAAAAAAAAAAA///////////////8BCBaxjXYqjqT57PrvVV2mIa8ZR0GsMxTsPY7zjw+J9JgSwMVAMSdNgiG5wSTamZ44ROdJreBn36QBEEEaxfR8uEsQkf4vOblY6RA8ncDfYEt6zOg9KE5RdiYwpZP40Li/hp/m47n60p8D54WK84zV2sxXs7LtkBoN79R9QIhAP////8AAAAA//////////+85vqtpxeehPO5ysL8YyVRAgEBA0IABJVU7Zzd7unVeuuQQt6QA1dKKk9uUwHhxAOsZpa3VRmdmxztCH+gi8VxnIhxZFFkyfMprCNwktnRnTACcvvRgHo=";
 constexpr std::string_view kSecp256k1Key = "MDYwEAYHKoZIzj0CAQYFK4EEAAoDIgADgJzqTWJ9RQCsx+23cugPN0SH9zxxJ1E9uv7QY3ZPcVY=";
 
 std::string with_key(std::string_view fields, std::string_view key = kPiKey) {
@@ -207,6 +210,11 @@ INSTANTIATE_TEST_SUITE_P(
         Malformed{"RsaKey", with_key("", kRsaKey), UriErrc::unsupported_key, 'K', 6, "rsaEncryption"},
         Malformed{"KeyNotOnADppCurve", with_key("", kSecp256k1Key), UriErrc::unsupported_curve, 'K', 6,
                   "not a DPP curve"},
+        Malformed{"KeyWithExplicitCurveParameters", with_key("", kExplicitP256Key), UriErrc::unsupported_curve, 'K',
+                  6, "explicit or absent curve parameters"},
+        // x = 1 has no y on P-256 (openssl pkey refuses it too).
+        Malformed{"KeyPointOffTheCurve", with_key("", "MDkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDIgACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAE="),
+                  UriErrc::bad_key, 'K', 6, "not a valid point on P-256"},
         Malformed{"MacWithBadDigit", with_key("M:2ccf6715881G;"), UriErrc::bad_mac, 'M', 17, "'G' is not a hex digit"},
         Malformed{"MacTooShort", with_key("M:2ccf671588;"), UriErrc::bad_mac, 'M', 16, "has 10 hex digits"},
         Malformed{"MacWithSeparators", with_key("M:2c:cf:67:15:88:17;"), UriErrc::bad_mac, 'M', 8,
