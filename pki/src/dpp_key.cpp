@@ -399,6 +399,7 @@ SecretBytes KeyPair::ec_private_key_der() const {
 
   Bytes out;
   out.reserve(internal::der_tlv_size(body_len));
+  const std::uint8_t* const buffer = out.data();  // must not move: a moved buffer is not wiped
   out.push_back(0x30);
   der_append_length(out, body_len);
   out.insert(out.end(), {0x02, 0x01, 0x01});
@@ -419,7 +420,11 @@ SecretBytes KeyPair::ec_private_key_der() const {
   der_append_length(out, pub_bits_len);
   out.push_back(0x00);
   out.insert(out.end(), point.begin(), point.end());
-  return SecretBytes(std::move(out));  // capacity was reserved: no reallocation left a copy behind
+  if (out.data() != buffer || out.size() != internal::der_tlv_size(body_len)) {
+    secure_wipe(out.data(), out.size());
+    throw Error(Errc::internal, "RFC 5915 encoding: size computed wrongly for " + std::string(ci.name));
+  }
+  return SecretBytes(std::move(out));
 }
 
 SecretString KeyPair::ec_private_key_pem() const {

@@ -60,7 +60,7 @@ void sweep_stale_namespaces(const std::string& ip) {
     const std::string name = e.path().filename().string();
     if (name.rfind(kNetnsPrefix, 0) != 0) continue;
     const auto pid = static_cast<pid_t>(std::atol(name.c_str() + std::strlen(kNetnsPrefix)));
-    if (pid > 0 && (::kill(pid, 0) == 0 || errno != ESRCH)) continue;
+    if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
     test::run({ip, "netns", "del", name});
   }
 }
@@ -207,6 +207,8 @@ void WpaSupplicant::stop() noexcept {
 }
 
 std::string WpaSupplicant::request(const std::string& command, int timeout_ms) {
+  // Errors name the command only: its arguments may hold a private key (dpp_bootstrap_gen key=).
+  const std::string name = command.substr(0, command.find(' '));
   if (sock_ < 0) {
     sock_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (sock_ < 0) throw std::runtime_error("socket: " + std::string(std::strerror(errno)));
@@ -228,13 +230,13 @@ std::string WpaSupplicant::request(const std::string& command, int timeout_ms) {
     }
   }
   if (::send(sock_, command.data(), command.size(), 0) < 0)
-    throw std::runtime_error("send " + command + ": " + std::strerror(errno));
+    throw std::runtime_error("send " + name + ": " + std::strerror(errno));
   std::vector<char> buf(65536);
   for (;;) {
     pollfd pfd{sock_, POLLIN, 0};
     const int n = ::poll(&pfd, 1, timeout_ms);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw std::runtime_error("no reply to \"" + command + "\" from wpa_supplicant");
+    if (n <= 0) throw std::runtime_error("no reply to " + name + " from wpa_supplicant");
     const ssize_t got = ::recv(sock_, buf.data(), buf.size(), 0);
     if (got < 0) throw std::runtime_error("recv: " + std::string(std::strerror(errno)));
     std::string reply(buf.data(), static_cast<std::size_t>(got));
