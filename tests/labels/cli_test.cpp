@@ -133,3 +133,28 @@ TEST(LabelCli, UnreachablePrinterFailsWithinTheDefaultConnectTimeout) {
 
 }  // namespace
 }  // namespace station::labels
+
+namespace station::labels {
+namespace {
+
+TEST(LabelCli, TemplatesAndPrintersByNameFromTheStationConfig) {
+  label_test::FakePrinter fake;
+  station::test::TempDir dir("labels-cli");
+  station::test::write_file(dir / "station.conf",
+                            "[templates.narrow]\nwidth_mm = 60\n[[templates.narrow.text]]\nfield = \"serial\"\n"
+                            "x_mm = 30\ny_mm = 2\nheight_mm = 2.5\nmax_chars = 12\n"
+                            "[printers.line1]\nuri = \"" + fake.spec() + "\"\nstatus = \"off\"\n");
+  auto r = station_cmd({"label", "print", "--uri", kUri, "--serial", "ACME-7", "--config", (dir / "station.conf").string(),
+                        "--template", "narrow", "--printer", "line1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto jobs = fake.jobs(1);
+  ASSERT_EQ(jobs.size(), 1U);
+  EXPECT_EQ(jobs[0].rfind("^XA\n^CI28\n^PW480\n", 0), 0U) << jobs[0];  // 60 mm, no ~HS sent
+  r = station_cmd({"label", "print", "--uri", kUri, "--serial", "ACME-7", "--config", (dir / "station.conf").string(),
+                   "--printer", "line2"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("no printer 'line2' in"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace station::labels

@@ -8,6 +8,7 @@
 #include "common/error.hpp"
 #include "fake_printer.hpp"
 #include "labels/printer.hpp"
+#include "labels/printer_config.hpp"
 #include "labels/render.hpp"
 #include "labels/report.hpp"
 #include "support.hpp"
@@ -206,6 +207,47 @@ TEST(LabelPrinter, HostStatusParsesTheFlagsThatStopPrinting) {
   EXPECT_TRUE(ready->ready());
   EXPECT_FALSE(parse_host_status("\x02" "030,1\x03").has_value());
   EXPECT_FALSE(parse_host_status("garbage").has_value());
+}
+
+}  // namespace
+}  // namespace station::labels
+
+namespace station::labels {
+namespace {
+
+TEST(LabelPrinterConfig, LoadsPrintersFromTheConfigSection) {
+  const auto all = printers_from_toml(toml::parse(R"(
+    [line1]
+    uri = "tcp://10.0.0.7:9100"
+    connect_timeout_ms = 1500
+    status = "require"
+    [spool]
+    uri = "dir:/var/lib/station/labels"
+  )"));
+  ASSERT_EQ(all.size(), 2U);
+  EXPECT_EQ(all.at("line1").uri, "tcp://10.0.0.7:9100");
+  EXPECT_EQ(all.at("line1").options.connect_timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(all.at("line1").options.status, StatusCheck::require);
+  EXPECT_EQ(all.at("spool").options.io_timeout, PrinterOptions{}.io_timeout);
+  EXPECT_EQ(all.at("spool").open()->name(), "dir:/var/lib/station/labels");
+}
+
+TEST(LabelPrinterConfig, RefusesBadEntriesByKey) {
+  auto error_of = [](std::string_view text) -> std::string {
+    try {
+      printers_from_toml(toml::parse(text));
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::config_error);
+      return e.what();
+    }
+    return "no error";
+  };
+  EXPECT_NE(error_of("[p]\nconnect_timeout_ms = 5\n").find("printers.p.uri: missing"), std::string::npos);
+  EXPECT_NE(error_of("[p]\nuri = \"lpt:1\"\n").find("printers.p.uri: printer 'lpt:1': unknown kind"), std::string::npos);
+  EXPECT_NE(error_of("[p]\nuri = \"dir:/x\"\nspeed = 3\n").find("printers.p.speed: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("[p]\nuri = \"dir:/x\"\nconnect_timeout_ms = 0\n").find("printers.p.connect_timeout_ms: 0 is out of range"),
+            std::string::npos);
+  EXPECT_NE(error_of("[p]\nuri = \"dir:/x\"\nstatus = \"maybe\"\n").find("printers.p.status"), std::string::npos);
 }
 
 }  // namespace

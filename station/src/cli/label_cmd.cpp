@@ -16,6 +16,7 @@
 #include "cli/cli.hpp"
 #include "common/error.hpp"
 #include "labels/printer.hpp"
+#include "labels/printer_config.hpp"
 #include "labels/render.hpp"
 #include "labels/report.hpp"
 #include "labels/template.hpp"
@@ -75,16 +76,19 @@ std::string today_utc() {
   return buf;
 }
 
+toml::table parse_config(const std::string& path) {
+  try {
+    return toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw Error(Errc::config_error, path + ":" + std::to_string(e.source().begin.line) + ": " +
+                                        std::string(e.description()));
+  }
+}
+
 lbl::Template load_template(const LabelArgs& a) {
   std::optional<lbl::Template> tpl;
   if (!a.config.empty()) {
-    toml::table doc;
-    try {
-      doc = toml::parse_file(a.config);
-    } catch (const toml::parse_error& e) {
-      throw Error(Errc::config_error, a.config + ":" + std::to_string(e.source().begin.line) + ": " +
-                                          std::string(e.description()));
-    }
+    const toml::table doc = parse_config(a.config);
     if (const toml::table* t = doc["templates"].as_table()) {
       auto all = lbl::templates_from_toml(*t, "templates");
       if (auto it = all.find(a.template_name); it != all.end()) tpl = it->second;
@@ -111,6 +115,21 @@ lbl::Template load_template(const LabelArgs& a) {
   }
   if (a.dpi != 0 && a.dpi != tpl->dpi()) return tpl->with_dpi(a.dpi);
   return *tpl;
+}
+
+// --printer: a spec, or the name of a [printers.NAME] entry of --config.
+std::unique_ptr<lbl::Printer> open_named_or_spec(const std::string& spec, const std::string& config,
+                                                 const lbl::PrinterOptions& defaults) {
+  if (!config.empty() && spec.find(':') == std::string::npos) {
+    const toml::table doc = parse_config(config);
+    if (const toml::table* t = doc["printers"].as_table()) {
+      auto all = lbl::printers_from_toml(*t, "printers");
+      if (auto it = all.find(spec); it != all.end()) return it->second.open();
+    }
+    throw Error(Errc::not_found, "no printer '" + spec + "' in " + config +
+                                     " [printers]; give tcp://HOST:PORT, dir:PATH or cups:QUEUE, or add it there");
+  }
+  return lbl::open_printer(spec, defaults);
 }
 
 lbl::LabelData label_data(const LabelArgs& a) {
@@ -179,7 +198,9 @@ void register_label(CLI::App& app, Context& /*ctx*/) {
   auto json = std::make_shared<bool>(false);
   auto* print = label->add_subcommand("print", "print one label; exit 0 only when the printer took the whole job");
   add_label_options(print, *print_args);
-  print->add_option("--printer", *printer_spec, "tcp://HOST:PORT, dir:PATH or cups:QUEUE")->required();
+  print->add_option("--printer", *printer_spec,
+                    "tcp://HOST:PORT, dir:PATH or cups:QUEUE (or a [printers] name from --config)")
+      ->required();
   print->add_option("--connect-timeout", *connect_timeout, "seconds to wait for a tcp:// printer (default 3)")
       ->check(CLI::Range(0.1, 120.0));
   print->add_option("--status", *status, "~HS status check for tcp:// printers: auto, require or off")
@@ -193,7 +214,7 @@ void register_label(CLI::App& app, Context& /*ctx*/) {
     opt.status = *status == "off" ? lbl::StatusCheck::off
                  : *status == "require" ? lbl::StatusCheck::require
                                         : lbl::StatusCheck::auto_;
-    const auto printer = lbl::open_printer(*printer_spec, opt);
+    const auto printer = open_named_or_spec(*printer_spec, print_args->config, opt);
     const lbl::PrintJob job{data.serial, lbl::render_zpl(tpl, data), "zpl"};
     LastReport reporter;
     try {
