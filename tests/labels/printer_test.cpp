@@ -252,3 +252,44 @@ TEST(LabelPrinterConfig, RefusesBadEntriesByKey) {
 
 }  // namespace
 }  // namespace station::labels
+
+namespace station::labels {
+namespace {
+
+TEST(LabelPrinter, APrinterThatResetsAfterAnyNumberOfBytesIsNeverReportedAsPrinted) {
+  // Sweep where the printer gives up, from before the status answer to one byte short.
+  const PrintJob job = reference_job();
+  for (const std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{10}, std::size_t{100}, job.data.size() / 2,
+                              job.data.size() - 1}) {
+    FakePrinter fake(FakePrinter::Mode::close_mid_job, n);
+    auto printer = open_printer(fake.spec());
+    try {
+      printer->print(job);
+      ADD_FAILURE() << "printed although the printer reset after " << n << " bytes";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::io_error) << n << ": " << e.what();
+      EXPECT_NE(std::string(e.what()).find("printer " + fake.spec() + ": the printer closed the connection"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+TEST(LabelPrinter, AReporterThatCannotRecordFailsThePrint) {
+  class Broken final : public PrintReporter {
+   public:
+    void report(const PrintReport&) override { throw Error(Errc::db_error, "journal: disk full"); }
+  };
+  FakePrinter fake;
+  Broken broken;
+  auto printer = open_printer(fake.spec());
+  try {
+    print_and_report(*printer, reference_job(), broken);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::db_error);
+  }
+}
+
+}  // namespace
+}  // namespace station::labels
