@@ -62,6 +62,15 @@ TEST(DppCli, ParseJsonShowsUnknownChannelsAsNullAndAbsentFieldsAsNull) {
                                            {"opclass":115,"channel":36,"freq":5180}])"));
 }
 
+TEST(DppCli, ParseJsonOfAUriWithOnlyAKeyHasAnEmptyChannelListAndNulls) {
+  const auto r = station({"dpp", "parse", "--json", "DPP:K:" + key_field(kPiUri) + ";;"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = json::parse(r.out);
+  EXPECT_EQ(j["channels"], json::array());
+  for (const char* k : {"mac", "version", "info", "host", "supported_curves"}) EXPECT_EQ(j[k], nullptr) << k;
+  EXPECT_EQ(j["curve"], "P-256");
+}
+
 TEST(DppCli, ParseOfAMalformedUriExitsOneWithTheSpecificError) {
   const auto r = station({"dpp", "parse", "--json", "DPP:M:2ccf6715881G;K:AAAA;;"});
   EXPECT_EQ(r.exit_code, 1);

@@ -252,6 +252,14 @@ std::optional<int> WpaSupplicant::qr_code(const std::string& uri) {
   return std::stoi(reply);
 }
 
+std::optional<BootstrapInfo> WpaSupplicant::read_uri(const std::string& uri) {
+  const auto id = qr_code(uri);
+  if (!id) return std::nullopt;
+  auto info = bootstrap_info(*id);
+  bootstrap_remove(*id);
+  return info;
+}
+
 BootstrapInfo WpaSupplicant::bootstrap_info(int id) {
   const auto reply = request("DPP_BOOTSTRAP_INFO " + std::to_string(id));
   if (reply == "FAIL") throw std::runtime_error("dpp_bootstrap_info " + std::to_string(id) + ": FAIL");

@@ -57,6 +57,9 @@ class WpaSupplicant {
   std::string request(const std::string& command, int timeout_ms = 5000);
 
   std::optional<int> qr_code(const std::string& uri);
+  // dpp_qr_code + dpp_bootstrap_info + dpp_bootstrap_remove: how wpa_supplicant reads one URI,
+  // or nullopt when it refuses it. For checking many URIs (e.g. a whole batch) on one daemon.
+  std::optional<BootstrapInfo> read_uri(const std::string& uri);
   BootstrapInfo bootstrap_info(int id);
   // `dpp_bootstrap_gen <params>`; throws std::runtime_error with the reply on FAIL.
   int bootstrap_gen(const std::string& params);
