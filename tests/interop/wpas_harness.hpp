@@ -6,9 +6,11 @@
 // Reusable: link station_interop_harness and write
 //
 //   STATION_START_WPAS_OR_SKIP(wpas);          // skips, or fails under STATION_REQUIRE_INTEROP=1
-//   const auto id = wpas->qr_code(uri);        // dpp_qr_code: nullopt when it says FAIL
-//   const auto info = wpas->bootstrap_info(*id);
-//   wpas->bootstrap_remove(*id);               // keep its table small across many URIs
+//   for (const auto& uri : batch) {
+//     const auto info = wpas->read_uri(uri);   // nullopt when dpp_qr_code says FAIL
+//     ASSERT_TRUE(info) << uri;
+//     EXPECT_EQ(info->pkhash, ...);
+//   }
 //
 // Cleanup happens on every exit path: the destructor stops the daemon by its pid and removes
 // the namespace and the run folder; if the test process dies instead, the daemon gets SIGKILL
