@@ -146,7 +146,14 @@ class TcpPrinter final : public Printer {
 
   // ~HS where the printer answers: paper out, head open, paused (and the other flags that stop
   // a Zebra) stop the print before any job byte is sent.
-  void check_status(int fd) const {
+  std::optional<HostStatus> status() override {
+    Fd fd = connect_printer();
+    auto st = query_status(fd.get());
+    ::shutdown(fd.get(), SHUT_WR);
+    return st;
+  }
+
+  std::optional<HostStatus> query_status(int fd) const {
     send_bytes(fd, "~HS", 0, 3);
     std::string reply;
     const auto deadline = clock::now() + opt_.status_timeout;
@@ -166,6 +173,11 @@ class TcpPrinter final : public Printer {
       reply.append(buf, static_cast<std::size_t>(n));
       st = parse_host_status(reply);
     }
+    return st;
+  }
+
+  void check_status(int fd) const {
+    const std::optional<HostStatus> st = query_status(fd);
     if (!st) {
       if (opt_.status == StatusCheck::require) {
         fail(Errc::timeout, "no ~HS status answer within " + seconds(opt_.status_timeout) +

@@ -293,3 +293,24 @@ TEST(LabelPrinter, AReporterThatCannotRecordFailsThePrint) {
 
 }  // namespace
 }  // namespace station::labels
+
+namespace station::labels {
+namespace {
+
+TEST(LabelPrinter, StatusReadsTheHostStatusWithoutPrinting) {
+  FakePrinter paper(FakePrinter::Mode::paper_out);
+  const auto st = open_printer(paper.spec())->status();
+  ASSERT_TRUE(st.has_value());
+  EXPECT_TRUE(st->paper_out);
+  EXPECT_EQ(st->problems(), "paper out");
+  EXPECT_EQ(paper.jobs(1).at(0), "");  // nothing printed
+  FakePrinter silent(FakePrinter::Mode::silent);
+  PrinterOptions o;
+  o.status_timeout = std::chrono::milliseconds(200);
+  EXPECT_FALSE(open_printer(silent.spec(), o)->status().has_value());
+  test::TempDir dir("labels-dir");
+  EXPECT_FALSE(open_printer("dir:" + dir.path().string())->status().has_value());
+}
+
+}  // namespace
+}  // namespace station::labels

@@ -39,19 +39,6 @@ struct PrinterOptions {
   std::chrono::milliseconds cups_timeout{30000};    // lp plus CUPS delivering the job
 };
 
-// print() may be called from several threads at once: each call is its own connection, file
-// or CUPS job (a line printer serialises concurrent connections itself).
-class Printer {
- public:
-  virtual ~Printer() = default;
-  // The spec it was opened with, as it appears in messages and print reports.
-  virtual const std::string& name() const noexcept = 0;
-  virtual void print(const PrintJob& job) = 0;
-};
-
-// Throws Error(invalid_argument) for a spec that is not one of the forms above.
-std::unique_ptr<Printer> open_printer(std::string_view spec, const PrinterOptions& options = {});
-
 // Zebra host status (~HS, ZPL II Programming Guide: three STX...ETX strings). Only the flags
 // that stop printing are kept.
 struct HostStatus {
@@ -72,5 +59,22 @@ struct HostStatus {
 
 // Parses a complete ~HS answer; nullopt when it is not one (too few strings or fields).
 std::optional<HostStatus> parse_host_status(std::string_view reply);
+
+// print() may be called from several threads at once: each call is its own connection, file
+// or CUPS job (a line printer serialises concurrent connections itself).
+class Printer {
+ public:
+  virtual ~Printer() = default;
+  // The spec it was opened with, as it appears in messages and print reports.
+  virtual const std::string& name() const noexcept = 0;
+  virtual void print(const PrintJob& job) = 0;
+  // The printer's own status, for the operator's page: tcp:// printers that answer ~HS within
+  // status_timeout; nullopt for those that do not and for dir:/cups: (CUPS keeps its own
+  // queue state). Throws like print() when the printer cannot be reached.
+  virtual std::optional<HostStatus> status() { return std::nullopt; }
+};
+
+// Throws Error(invalid_argument) for a spec that is not one of the forms above.
+std::unique_ptr<Printer> open_printer(std::string_view spec, const PrinterOptions& options = {});
 
 }  // namespace station::labels
