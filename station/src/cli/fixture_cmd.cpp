@@ -9,6 +9,7 @@
 #include "common/error.hpp"
 #include "fixtures/client.hpp"
 #include "fixtures/serial_link.hpp"
+#include "fixtures/usb_link.hpp"
 
 namespace station::cli {
 namespace {
@@ -18,6 +19,7 @@ using Json = nlohmann::ordered_json;
 
 struct ProbeOptions {
   std::string port;
+  std::string usb;
   unsigned baud = 115200;
   bool json = false;
 };
@@ -33,7 +35,7 @@ void print(const ProbeOptions& o, const fx::DeviceInfo& d) {
   const bool has_digest = d.state != fx::DeviceState::empty;
   if (o.json) {
     const Json out{
-        {"port", o.port},
+        {"port", o.usb.empty() ? o.port : "usb " + o.usb},
         {"protocol_version", fx::kProtocolVersion},
         {"chip_id", hex_encode(d.chip_id)},
         {"mac", fx::mac_to_string(d.mac)},
@@ -57,7 +59,7 @@ void print(const ProbeOptions& o, const fx::DeviceInfo& d) {
   const auto yes = [&](std::uint16_t bit) { return (d.capabilities & bit) != 0 ? "yes" : "no"; };
   std::string curves;
   for (const auto& c : curves_json(d.curves)) curves += (curves.empty() ? "" : ", ") + c.get<std::string>();
-  std::cout << "port          " << o.port << "\n"
+  std::cout << "port          " << (o.usb.empty() ? o.port : "usb " + o.usb) << "\n"
             << "chip id       " << hex_encode(d.chip_id) << "\n"
             << "mac           " << fx::mac_to_string(d.mac) << "\n"
             << "model         " << d.model << "\n"
@@ -75,10 +77,17 @@ void print(const ProbeOptions& o, const fx::DeviceInfo& d) {
 }
 
 void probe(const ProbeOptions& o) {
+  if (o.port.empty() && o.usb.empty())
+    throw Error(Errc::invalid_argument, "fixture probe: give --port PATH (serial) or --usb VID:PID[@BUS-PORT]");
   fx::asio::io_context io;
   fx::ClientOptions co;
   co.fixture = "fixture";
-  fx::DeviceClient client(fx::SerialLink::open(io.get_executor(), fx::SerialOptions{o.port, o.baud}, co.fixture), co);
+  std::unique_ptr<fx::Link> link;
+  if (!o.usb.empty())
+    link = fx::UsbLink::open(io.get_executor(), fx::UsbSelector::parse(o.usb), co.fixture);
+  else
+    link = fx::SerialLink::open(io.get_executor(), fx::SerialOptions{o.port, o.baud}, co.fixture);
+  fx::DeviceClient client(std::move(link), co);
   auto fut = fx::asio::co_spawn(client.get_executor(), client.hello(), fx::asio::use_future);
   io.run();
   print(o, fut.get());
@@ -91,8 +100,9 @@ void register_fixture(CLI::App& app, Context& /*ctx*/) {
   fixture->require_subcommand(1);
   auto opts = std::make_shared<ProbeOptions>();
   auto* p = fixture->add_subcommand("probe", "Send HELLO and print what the device reports (writes nothing)");
-  p->add_option("--port", opts->port, "Serial port of the fixture (/dev/ttyUSB0, /dev/serial/by-path/..., a pty)")
-      ->required();
+  auto* port = p->add_option("--port", opts->port, "Serial port of the fixture (/dev/ttyUSB0, /dev/serial/by-path/..., a pty)");
+  auto* usb = p->add_option("--usb", opts->usb, "USB fixture: VID:PID[@BUS-PORT] in hex, e.g. 1209:0001@1-4.2");
+  port->excludes(usb);
   p->add_option("--baud", opts->baud, "Line rate (default 115200; 8N1, no flow control)");
   p->add_flag("--json", opts->json, "One JSON object: chip_id, mac, model, firmware, capabilities, state, ...");
   p->callback([opts] { probe(*opts); });
