@@ -28,6 +28,13 @@ function(station_executable)
   station_apply_warnings(${ARG_NAME})
 endfunction()
 
+# libFuzzer builds instrument every library for coverage and ASan/UBSan, not only the
+# fuzz target's own file; the fuzz targets add -fsanitize=fuzzer at link time.
+if(STATION_FUZZ)
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+endif()
+
 if(STATION_SANITIZE)
   add_compile_options(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_link_options(-fsanitize=address,undefined)

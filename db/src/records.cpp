@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "db/journal.hpp"
 #include "internal/schema.hpp"
 
 namespace station::db {
@@ -42,15 +43,22 @@ void Records::migrate() {
   }
 }
 
-std::int64_t Records::add_ca(const CaRecord& ca) {
-  auto st = conn_.prepare(
+RowRef insert_station(Connection& c, const std::string& station_id) {
+  auto st = c.prepare("INSERT INTO stations(id, created) VALUES(?, ?)");
+  st.bind(1, station_id).bind(2, now_rfc3339());
+  st.run();
+  return {"stations", c.last_insert_rowid()};
+}
+
+RowRef insert_ca(Connection& c, const CaRecord& ca) {
+  auto st = c.prepare(
       "INSERT INTO ca_certificates(role, status, subject, issuer, serial, not_before, not_after, key_id, key_label, "
       "sha256, issuer_key_id, der, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
   st.bind(1, ca.role).bind(2, ca.status).bind(3, ca.subject).bind(4, ca.issuer).bind(5, ca.serial);
   st.bind(6, ca.not_before).bind(7, ca.not_after).bind(8, ca.key_id).bind(9, ca.key_label).bind(10, ca.sha256);
   st.bind(11, ca.issuer_key_id).bind(12, ByteView(ca.der)).bind(13, ca.created.empty() ? now_rfc3339() : ca.created);
   st.run();
-  return conn_.last_insert_rowid();
+  return {"ca_certificates", c.last_insert_rowid()};
 }
 
 namespace {
@@ -126,33 +134,37 @@ namespace {
 
 }  // namespace
 
-std::pair<std::int64_t, std::int64_t> Records::add_device_with_identity(DeviceRecord d, IdentityRecord i) {
-  Transaction tx(conn_);
+std::vector<RowRef> insert_device_with_identity(Connection& c, const DeviceRecord& d, const IdentityRecord& i) {
   const std::string now = now_rfc3339();
-  std::int64_t device_id = 0, identity_id = 0;
+  std::vector<RowRef> rows;
   try {
-    auto st = conn_.prepare("INSERT INTO devices(serial, chip_id, mac, state, created, updated) VALUES(?,?,?,?,?,?)");
-    st.bind(1, d.serial).bind(2, d.chip_id).bind(3, d.mac).bind(4, d.state).bind(5, now).bind(6, now);
+    auto st = c.prepare(
+        "INSERT INTO devices(serial, chip_id, mac, batch_id, fixture, state, reason, created, updated) "
+        "VALUES(?,?,?,?,?,?,?,?,?)");
+    st.bind(1, d.serial).bind(2, d.chip_id).bind(3, d.mac);
+    if (d.batch_id) st.bind(4, *d.batch_id); else st.bind_null(4);
+    st.bind(5, d.fixture).bind(6, d.state).bind(7, d.reason).bind(8, now).bind(9, now);
     st.run();
-    device_id = conn_.last_insert_rowid();
-    auto si = conn_.prepare(
+    const std::int64_t device_id = c.last_insert_rowid();
+    rows.push_back({"devices", device_id});
+    auto si = c.prepare(
         "INSERT INTO identities(device_id, cert_serial, cert_sha256, cert_der, issuer_key_id, profile, public_key, "
-        "pkhash, dpp_uri, key_mode, status, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)");
+        "pkhash, dpp_uri, key_mode, status, operator, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
     si.bind(1, device_id).bind(2, i.cert_serial).bind(3, i.cert_sha256).bind(4, ByteView(i.cert_der));
     si.bind(5, i.issuer_key_id).bind(6, i.profile).bind(7, ByteView(i.public_key)).bind(8, i.pkhash);
-    si.bind(9, i.dpp_uri).bind(10, i.key_mode).bind(11, i.status).bind(12, now);
+    si.bind(9, i.dpp_uri).bind(10, i.key_mode).bind(11, i.status).bind(12, i.op).bind(13, now);
     si.run();
-    identity_id = conn_.last_insert_rowid();
+    rows.push_back({"identities", c.last_insert_rowid()});
   } catch (const Error& e) {
     if (e.code() == Errc::constraint_violation) explain_constraint(e, d, i);
     throw;
   }
-  tx.commit();
-  return {device_id, identity_id};
+  return rows;
 }
 
 std::optional<DeviceRecord> Records::device_by_serial(const std::string& serial) {
-  auto st = conn_.prepare("SELECT id, serial, chip_id, mac, state, created, updated FROM devices WHERE serial = ?");
+  auto st = conn_.prepare(
+      "SELECT id, serial, chip_id, mac, batch_id, fixture, state, reason, created, updated FROM devices WHERE serial = ?");
   st.bind(1, serial);
   if (!st.step()) return std::nullopt;
   DeviceRecord d;
@@ -160,16 +172,19 @@ std::optional<DeviceRecord> Records::device_by_serial(const std::string& serial)
   d.serial = st.text(1);
   d.chip_id = st.opt_text(2);
   d.mac = st.opt_text(3);
-  d.state = st.text(4);
-  d.created = st.text(5);
-  d.updated = st.text(6);
+  if (!st.is_null(4)) d.batch_id = st.int64(4);
+  d.fixture = st.opt_text(5);
+  d.state = st.text(6);
+  d.reason = st.opt_text(7);
+  d.created = st.text(8);
+  d.updated = st.text(9);
   return d;
 }
 
 std::vector<IdentityRecord> Records::identities_of(std::int64_t device_id) {
   auto st = conn_.prepare(
       "SELECT id, device_id, cert_serial, cert_sha256, cert_der, issuer_key_id, profile, public_key, pkhash, dpp_uri, "
-      "key_mode, status, created FROM identities WHERE device_id = ? ORDER BY id");
+      "key_mode, status, operator, created FROM identities WHERE device_id = ? ORDER BY id");
   st.bind(1, device_id);
   std::vector<IdentityRecord> out;
   while (st.step()) {
@@ -186,7 +201,8 @@ std::vector<IdentityRecord> Records::identities_of(std::int64_t device_id) {
     i.dpp_uri = st.opt_text(9);
     i.key_mode = st.text(10);
     i.status = st.text(11);
-    i.created = st.text(12);
+    i.op = st.text(12);
+    i.created = st.text(13);
     out.push_back(std::move(i));
   }
   return out;

@@ -2,10 +2,25 @@
 
 namespace station::db {
 
+// Described for auditors in docs/records.md; keep the two in step.
 const std::vector<std::string>& schema_migrations() {
   static const std::vector<std::string> steps = {
-      // 0 -> 1: CA certificates, devices, identities.
+      // 0 -> 1
       R"sql(
+CREATE TABLE stations (
+  id       TEXT PRIMARY KEY,
+  created  TEXT NOT NULL
+);
+
+CREATE TABLE users (
+  id          INTEGER PRIMARY KEY,
+  name        TEXT NOT NULL UNIQUE,
+  role        TEXT NOT NULL CHECK (role IN ('operator', 'officer', 'auditor')),
+  token_hash  TEXT,
+  disabled    INTEGER NOT NULL DEFAULT 0,
+  created     TEXT NOT NULL
+);
+
 CREATE TABLE ca_certificates (
   id            INTEGER PRIMARY KEY,
   role          TEXT NOT NULL CHECK (role IN ('root', 'issuing', 'cross', 'audit')),
@@ -24,15 +39,30 @@ CREATE TABLE ca_certificates (
 );
 CREATE INDEX ca_certificates_serial ON ca_certificates(serial);
 
+CREATE TABLE batches (
+  id          INTEGER PRIMARY KEY,
+  name        TEXT NOT NULL UNIQUE,
+  product     TEXT NOT NULL,
+  quantity    INTEGER NOT NULL CHECK (quantity > 0),
+  state       TEXT NOT NULL CHECK (state IN ('open', 'paused', 'closed')),
+  settings    TEXT NOT NULL,
+  created     TEXT NOT NULL,
+  closed      TEXT
+);
+
 CREATE TABLE devices (
   id       INTEGER PRIMARY KEY,
   serial   TEXT NOT NULL UNIQUE,
   chip_id  TEXT UNIQUE,
   mac      TEXT UNIQUE,
+  batch_id INTEGER REFERENCES batches(id),
+  fixture  TEXT,
   state    TEXT NOT NULL,
+  reason   TEXT,
   created  TEXT NOT NULL,
   updated  TEXT NOT NULL
 );
+CREATE INDEX devices_batch ON devices(batch_id);
 
 CREATE TABLE identities (
   id            INTEGER PRIMARY KEY,
@@ -47,10 +77,74 @@ CREATE TABLE identities (
   dpp_uri       TEXT,
   key_mode      TEXT NOT NULL CHECK (key_mode IN ('injected', 'on-device', 'external')),
   status        TEXT NOT NULL CHECK (status IN ('active', 'voided', 'revoked')),
+  operator      TEXT NOT NULL,
   created       TEXT NOT NULL
 );
 CREATE UNIQUE INDEX identities_one_active_per_device ON identities(device_id) WHERE status = 'active';
 CREATE INDEX identities_issuer ON identities(issuer_key_id);
+CREATE INDEX identities_device ON identities(device_id);
+
+CREATE TABLE labels (
+  id        INTEGER PRIMARY KEY,
+  device_id INTEGER NOT NULL REFERENCES devices(id),
+  printer   TEXT NOT NULL,
+  result    TEXT NOT NULL,
+  time      TEXT NOT NULL
+);
+
+CREATE TABLE revocations (
+  id            INTEGER PRIMARY KEY,
+  cert_serial   TEXT NOT NULL,
+  issuer_key_id TEXT NOT NULL,
+  reason        TEXT NOT NULL,
+  time          TEXT NOT NULL,
+  UNIQUE (issuer_key_id, cert_serial)
+);
+
+-- The audit journal: append-only, hash-chained (docs/records.md).
+CREATE TABLE journal (
+  seq          INTEGER PRIMARY KEY,
+  time         TEXT NOT NULL,
+  station_id   TEXT NOT NULL,
+  actor        TEXT NOT NULL,
+  action       TEXT NOT NULL,
+  subject      TEXT NOT NULL,
+  details      TEXT NOT NULL,
+  records_hash TEXT NOT NULL,
+  prev_hash    TEXT NOT NULL,
+  hash         TEXT NOT NULL
+);
+CREATE INDEX journal_time ON journal(time);
+CREATE INDEX journal_subject ON journal(subject);
+
+-- The record rows each entry created or changed, with the hash of the row after it.
+CREATE TABLE journal_rows (
+  seq      INTEGER NOT NULL REFERENCES journal(seq),
+  tbl      TEXT NOT NULL,
+  row_id   INTEGER NOT NULL,
+  row_hash TEXT NOT NULL,
+  PRIMARY KEY (seq, tbl, row_id)
+) WITHOUT ROWID;
+CREATE INDEX journal_rows_by_row ON journal_rows(tbl, row_id, seq);
+
+-- Checkpoints signed with the HSM-held audit key.
+CREATE TABLE checkpoints (
+  seq           INTEGER PRIMARY KEY,
+  hash          TEXT NOT NULL,
+  time          TEXT NOT NULL,
+  station_id    TEXT NOT NULL,
+  signature     BLOB NOT NULL,
+  signer_sha256 TEXT NOT NULL
+);
+
+CREATE TRIGGER journal_append_only_update BEFORE UPDATE ON journal
+  BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER journal_append_only_delete BEFORE DELETE ON journal
+  BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER journal_rows_append_only_update BEFORE UPDATE ON journal_rows
+  BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER journal_rows_append_only_delete BEFORE DELETE ON journal_rows
+  BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 )sql",
   };
   return steps;

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "common/bytes.hpp"
+#include "db/journal.hpp"
 #include "db/sqlite.hpp"
 
 namespace station::db {
@@ -33,7 +34,10 @@ struct DeviceRecord {
   std::int64_t id = 0;
   std::string serial;
   std::optional<std::string> chip_id, mac;
+  std::optional<std::int64_t> batch_id;
+  std::optional<std::string> fixture;
   std::string state;
+  std::optional<std::string> reason;
   std::string created, updated;
 };
 
@@ -46,6 +50,7 @@ struct IdentityRecord {
   std::optional<std::string> dpp_uri;
   std::string key_mode;    // injected | on-device | external
   std::string status;      // active | voided | revoked
+  std::string op;          // the operator (user) under whom it was issued
   std::string created;
 };
 
@@ -56,17 +61,11 @@ class Records {
 
   Connection& connection() noexcept { return conn_; }
 
-  std::int64_t add_ca(const CaRecord& ca);
   std::vector<CaRecord> cas();
   std::optional<CaRecord> active_ca(const std::string& role);
 
   // True when a certificate (device or CA) with this serial was ever recorded.
   bool certificate_serial_used(const std::string& serial_hex);
-
-  // Inserts a device and its first identity in one transaction. A serial, MAC, chip id,
-  // key hash or certificate serial that belongs to another device is refused with
-  // Errc::constraint_violation naming which.
-  std::pair<std::int64_t, std::int64_t> add_device_with_identity(DeviceRecord device, IdentityRecord identity);
 
   std::optional<DeviceRecord> device_by_serial(const std::string& serial);
   std::vector<IdentityRecord> identities_of(std::int64_t device_id);
@@ -75,6 +74,15 @@ class Records {
   void migrate();
   Connection conn_;
 };
+
+// Writers, for use inside a journal mutation (db/journal.hpp): every change to the
+// records is made together with the journal entry that describes it. Each returns the
+// rows it created.
+RowRef insert_station(Connection& c, const std::string& station_id);
+RowRef insert_ca(Connection& c, const CaRecord& ca);
+// A device and its first identity. A serial, MAC, chip id, key hash or certificate serial
+// that belongs to another device is refused with Errc::constraint_violation naming which.
+std::vector<RowRef> insert_device_with_identity(Connection& c, const DeviceRecord& device, const IdentityRecord& identity);
 
 // RFC 3339 UTC time of now, as stored in every `created`/`updated` column.
 std::string now_rfc3339();

@@ -67,6 +67,7 @@ class Statement {
   std::optional<std::string> opt_text(int col) const;
   Bytes blob(int col) const;
   bool is_null(int col) const;
+  sqlite3_stmt* raw() const noexcept { return stmt_; }
 
  private:
   sqlite3* db_;

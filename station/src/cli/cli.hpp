@@ -19,6 +19,8 @@ struct Context {
 void register_init(CLI::App& app, Context& ctx);    // station init
 void register_ca(CLI::App& app, Context& ctx);      // station ca ...
 void register_issue(CLI::App& app, Context& ctx);   // station issue
+void register_audit(CLI::App& app, Context& ctx);   // station audit ...
+void register_db(CLI::App& app, Context& ctx);      // station db backup
 void register_dpp(CLI::App& app, Context& ctx);     // station dpp parse|gen
 void register_fixture(CLI::App& app, Context& ctx); // station fixture probe
 void register_label(CLI::App& app, Context& ctx);   // station label render|print

@@ -1,6 +1,7 @@
 #include "core/station.hpp"
 
 #include <fcntl.h>
+#include <pwd.h>
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
@@ -104,6 +105,11 @@ class Rollback {
 
 }  // namespace
 
+std::string os_user() {
+  const passwd* pw = ::getpwuid(::geteuid());
+  return pw != nullptr && pw->pw_name != nullptr ? pw->pw_name : "uid:" + std::to_string(::geteuid());
+}
+
 InitResult init_station(const InitOptions& o) {
   const bool real_hsm = o.pkcs11_module.has_value() || o.token_label.has_value() || o.pin.has_value();
   if (real_hsm && !(o.pkcs11_module && o.token_label && o.pin))
@@ -195,14 +201,29 @@ InitResult init_station(const InitOptions& o) {
                                  &root_signer};
     const Bytes audit_der = pki::make_ca_certificate(*hsm, audit_req);
 
-    db::Transaction tx(records.connection());
-    for (auto r : {ca_record(root_der, "root", root_key.label, root_key.key_id),
-                   ca_record(issuing_der, "issuing", issuing_key.label, root_key.key_id),
-                   ca_record(audit_der, "audit", audit_key.label, root_key.key_id)}) {
-      r.id = records.add_ca(r);
-      result.cas.push_back(std::move(r));
-    }
-    tx.commit();
+    const auto audit_cert = pki::describe_certificate(audit_der);
+    HsmCheckpointSigner signer(*hsm, audit_key.key_id, audit_cert.sha256);
+    {
+      db::Journal journal(db_path, c.station_id, &signer);
+      const std::string actor = os_user();
+      journal.commit({actor, "station.init", "station:" + c.station_id,
+                      {{"station_id", c.station_id}, {"hsm_module", c.hsm.module}, {"token_label", c.hsm.token_label},
+                       {"embedded_hsm", !real_hsm}}},
+                     [&](db::Connection& conn) { return std::vector<db::RowRef>{db::insert_station(conn, c.station_id)}; });
+      for (auto r : {ca_record(root_der, "root", root_key.label, root_key.key_id),
+                     ca_record(issuing_der, "issuing", issuing_key.label, root_key.key_id),
+                     ca_record(audit_der, "audit", audit_key.label, root_key.key_id)}) {
+        journal.commit({actor, "ca.created", "ca:" + r.key_id,
+                        {{"role", r.role}, {"subject", r.subject}, {"key_id", r.key_id}, {"key_label", r.key_label},
+                         {"sha256", r.sha256}, {"serial", r.serial}, {"issuer_key_id", r.issuer_key_id},
+                         {"not_after", r.not_after}}},
+                       [&](db::Connection& conn) {
+                         r.id = db::insert_ca(conn, r).id;
+                         return std::vector<db::RowRef>{{"ca_certificates", r.id}};
+                       });
+        result.cas.push_back(std::move(r));
+      }
+    }  // the journal closes here and signs its first checkpoint with the audit key
     write_new_file(c.config_file, render_config(c), 0600);
   } catch (...) {
     // A real token keeps nothing from a failed ceremony either.
@@ -231,12 +252,29 @@ Station::Station(const fs::path& data_dir, const std::optional<fs::path>& config
   records_ = std::make_unique<db::Records>(db_path);
 }
 
+Station::~Station() = default;
+
 pki::Hsm& Station::hsm() {
   if (!hsm_) {
     prepare_hsm_environment(config_);
     hsm_ = pki::Hsm::open(config_.hsm_config());
   }
   return *hsm_;
+}
+
+db::CheckpointSigner& Station::audit_signer() {
+  if (!signer_) {
+    const auto audit = records_->active_ca("audit");
+    if (!audit) throw Error(Errc::not_found, "no active audit certificate in the records; the station is incomplete");
+    signer_ = std::make_unique<HsmCheckpointSigner>(hsm(), audit->key_id, audit->sha256);
+  }
+  return *signer_;
+}
+
+db::Journal& Station::journal() {
+  if (!journal_)
+    journal_ = std::make_unique<db::Journal>(config_.resolve(config_.database), config_.station_id, &audit_signer());
+  return *journal_;
 }
 
 namespace {
@@ -283,7 +321,18 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
   identity.dpp_uri = req.dpp_uri;
   identity.key_mode = req.key_mode;
   identity.status = "active";
-  result.device_id = records.add_device_with_identity(device, identity).first;
+  identity.op = os_user();
+  // The record and its journal entry commit together, before the certificate is released.
+  station.journal().commit(
+      {identity.op, "device.issued", "device:" + req.device_serial,
+       {{"serial", req.device_serial}, {"cert_serial", identity.cert_serial}, {"cert_sha256", identity.cert_sha256},
+        {"issuer", identity.issuer_key_id}, {"profile", identity.profile}, {"pkhash", identity.pkhash},
+        {"key_mode", identity.key_mode}}},
+      [&](db::Connection& conn) {
+        auto rows = db::insert_device_with_identity(conn, device, identity);
+        result.device_id = rows.front().id;
+        return rows;
+      });
   result.chain.push_back(issuing->der);
   return result;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/config.hpp"
+#include "db/journal.hpp"
 #include "db/records.hpp"
 #include "pki/hsm.hpp"
 #include "pki/x509.hpp"
@@ -34,20 +35,42 @@ struct InitResult {
 // hierarchy; on failure removes what it created (a half-made token is never left).
 InitResult init_station(const InitOptions& options);
 
+// The acting user recorded in the journal: until users exist, the operating-system user.
+std::string os_user();
+
+// Signs journal checkpoints with the HSM-held audit key.
+class HsmCheckpointSigner final : public db::CheckpointSigner {
+ public:
+  HsmCheckpointSigner(pki::Hsm& hsm, std::string key_id, std::string cert_sha256)
+      : hsm_(hsm), key_id_(std::move(key_id)), cert_sha256_(std::move(cert_sha256)) {}
+  Bytes sign(ByteView message) override { return hsm_.sign_digest(key_id_, sha256(message)); }
+  std::string signer_sha256() override { return cert_sha256_; }
+
+ private:
+  pki::Hsm& hsm_;
+  std::string key_id_, cert_sha256_;
+};
+
 // An opened data folder. The HSM is opened (and logged in) on first use only, so
-// read-only commands never need the PIN.
+// read-only commands never need the PIN; so is the journal's writer.
 class Station {
  public:
   Station(const std::filesystem::path& data_dir, const std::optional<std::filesystem::path>& config_file);
+  ~Station();
 
   const StationConfig& config() const noexcept { return config_; }
   db::Records& records() noexcept { return *records_; }
   pki::Hsm& hsm();
+  // The journal, with the HSM audit key as checkpoint signer.
+  db::Journal& journal();
+  db::CheckpointSigner& audit_signer();
 
  private:
   StationConfig config_;
   std::unique_ptr<db::Records> records_;
   std::unique_ptr<pki::Hsm> hsm_;
+  std::unique_ptr<HsmCheckpointSigner> signer_;
+  std::unique_ptr<db::Journal> journal_;  // declared last: closes (and signs) first
 };
 
 struct IssueRequest {

@@ -1,0 +1,196 @@
+// The journal and the records on a real SQLite file.
+#include <gtest/gtest.h>
+
+#include <future>
+#include <thread>
+
+#include "db/audit.hpp"
+#include "db_support.hpp"
+
+namespace station::db {
+namespace {
+
+using test::SoftwareAuditSigner;
+
+class JournalTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Records r(path());  // creates and migrates
+    Journal j(path(), "st-1");
+    j.commit({"officer", "ca.created", "ca:audit", {}},
+             [&](Connection& c) { return std::vector<RowRef>{insert_ca(c, test::audit_record(signer_))}; });
+  }
+  std::filesystem::path path() const { return dir_ / "station.db"; }
+  VerifyReport verify(const std::optional<Expectation>& e = std::nullopt) {
+    Records r(path(), true);
+    return verify_journal(r.connection(), e);
+  }
+  void sql(const std::string& s) {
+    Connection c(path());
+    c.exec(s);
+  }
+
+  test::TempDir dir_;
+  SoftwareAuditSigner signer_;
+};
+
+TEST_F(JournalTest, EntriesChainAndRecordRowsVerify) {
+  {
+    Journal j(path(), "st-1", &signer_);
+    for (int n = 1; n <= 5; ++n) {
+      const auto e = j.commit({"op", "device.issued", "device:SN-" + std::to_string(n), {{"n", n}}}, test::add_device(n));
+      EXPECT_EQ(e.seq, n + 1);
+      EXPECT_EQ(e.hash, entry_hash(e));
+    }
+  }
+  const auto r = verify();
+  EXPECT_TRUE(r.ok) << r.reason;
+  EXPECT_EQ(r.entries, 6);
+  EXPECT_EQ(r.checkpoints, 1);  // signed on close
+  EXPECT_EQ(r.unsigned_tail, 0);
+}
+
+TEST_F(JournalTest, AFailedMutationLeavesNeitherRowsNorEntry) {
+  Journal j(path(), "st-1", &signer_);
+  j.commit({"op", "device.issued", "device:SN-1", {}}, test::add_device(1));
+  EXPECT_THROW(j.commit({"op", "device.issued", "device:SN-1", {}}, test::add_device(1)), Error);
+  const auto last = j.last();
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->seq, 2);
+  // The next entry continues the chain without a gap.
+  EXPECT_EQ(j.commit({"op", "device.issued", "device:SN-2", {}}, test::add_device(2)).seq, 3);
+}
+
+TEST_F(JournalTest, ConcurrentWritersShareCommitsAndKeepOneChain) {
+  {
+    Journal j(path(), "st-1", &signer_);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+      threads.emplace_back([&, t] {
+        for (int k = 0; k < 50; ++k) {
+          const int n = t * 1000 + k;
+          j.commit({"op", "device.issued", "device:SN-" + std::to_string(n), {}}, test::add_device(n));
+        }
+      });
+    for (auto& th : threads) th.join();
+  }
+  const auto r = verify();
+  EXPECT_TRUE(r.ok) << r.reason;
+  EXPECT_EQ(r.entries, 401);
+}
+
+TEST_F(JournalTest, DuplicateSerialMacKeyHashOrCertificateSerialIsRefused) {
+  Journal j(path(), "st-1");
+  j.commit({"op", "device.issued", "device:SN-1", {}}, test::add_device(1));
+  auto [d0, i0] = test::sample_device(1);
+  struct Case {
+    const char* what;
+    std::function<void(DeviceRecord&, IdentityRecord&)> keep_only;
+  };
+  // Each case makes a fresh device that collides with device 1 in exactly one field.
+  const std::vector<Case> cases = {
+      {"device serial SN-1", [&](DeviceRecord& d, IdentityRecord&) { d.serial = d0.serial; }},
+      {"MAC", [&](DeviceRecord& d, IdentityRecord&) { d.mac = d0.mac; }},
+      {"chip id", [&](DeviceRecord& d, IdentityRecord&) { d.chip_id = d0.chip_id; }},
+      {"DPP key hash", [&](DeviceRecord&, IdentityRecord& i) { i.pkhash = i0.pkhash; }},
+      {"certificate serial", [&](DeviceRecord&, IdentityRecord& i) { i.cert_serial = i0.cert_serial; }},
+  };
+  int n = 100;
+  for (const auto& c : cases) {
+    auto [d, i] = test::sample_device(++n);
+    c.keep_only(d, i);
+    try {
+      j.commit({"op", "device.issued", "device:" + d.serial, {}},
+               [&](Connection& conn) { return insert_device_with_identity(conn, d, i); });
+      FAIL() << c.what << " was accepted twice";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::constraint_violation) << c.what;
+      EXPECT_NE(std::string(e.what()).find(c.what), std::string::npos) << e.what();
+    }
+  }
+  Records r(path(), true);
+  EXPECT_EQ(query_identities(r.connection(), {}).size(), 1u);
+}
+
+TEST_F(JournalTest, ChangedRecordRowIsNamedByItsEntry) {
+  {
+    Journal j(path(), "st-1", &signer_);
+    for (int n = 1; n <= 3; ++n) j.commit({"op", "device.issued", "device:SN-" + std::to_string(n), {}}, test::add_device(n));
+  }
+  sql("UPDATE identities SET profile = 'forged' WHERE device_id = (SELECT id FROM devices WHERE serial = 'SN-2')");
+  const auto r = verify();
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 3);
+  EXPECT_NE(r.reason.find("identities row"), std::string::npos) << r.reason;
+}
+
+TEST_F(JournalTest, ExpectationDetectsTruncationOfAnUnsignedTail) {
+  Entry third;
+  {
+    Journal j(path(), "st-1");  // no signer: nothing is checkpointed
+    for (int n = 1; n <= 3; ++n) third = j.commit({"op", "note", "x", {{"n", n}}});
+  }
+  EXPECT_TRUE(verify(Expectation{third.seq, third.hash}).ok);
+  sql("DROP TRIGGER journal_append_only_delete; DELETE FROM journal WHERE seq = 4");
+  const auto plain = verify();
+  EXPECT_TRUE(plain.ok);  // nothing signed covers entry 4: only an expectation can tell
+  EXPECT_EQ(plain.unsigned_tail, 3);
+  const auto r = verify(Expectation{third.seq, third.hash});
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.first_bad_seq, 4);
+}
+
+TEST_F(JournalTest, QueriesBySerialAndKeyHashUseIndexesAtTenThousandDevices) {
+  {
+    Connection c(path());
+    Transaction tx(c);
+    for (int n = 1; n <= 10000; ++n) {
+      auto [d, i] = test::sample_device(n);
+      insert_device_with_identity(c, d, i);
+    }
+    tx.commit();
+  }
+  Records r(path(), true);
+  auto plan = [&](const std::string& where) {
+    auto st = r.connection().prepare(
+        "EXPLAIN QUERY PLAN SELECT d.serial FROM identities i JOIN devices d ON d.id = i.device_id "
+        "LEFT JOIN batches b ON b.id = d.batch_id WHERE " + where);
+    st.bind(1, "x");
+    std::string out;
+    while (st.step()) out += st.text(3) + "\n";
+    return out;
+  };
+  const auto by_serial = plan("d.serial = ?");
+  EXPECT_NE(by_serial.find("SEARCH d USING INDEX sqlite_autoindex_devices_1 (serial=?)"), std::string::npos) << by_serial;
+  EXPECT_EQ(by_serial.find("SCAN i\n"), std::string::npos) << by_serial;
+  const auto by_pkhash = plan("i.pkhash = ?");
+  EXPECT_NE(by_pkhash.find("SEARCH i USING INDEX sqlite_autoindex_identities_3 (pkhash=?)"), std::string::npos)
+      << by_pkhash;
+  const auto by_cert = plan("i.cert_serial = ?");
+  EXPECT_NE(by_cert.find("USING INDEX sqlite_autoindex_identities_1 (cert_serial=?)"), std::string::npos) << by_cert;
+  QueryFilter f;
+  f.pkhash = test::sample_device(4242).second.pkhash;
+  const auto rows = query_identities(r.connection(), f);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].serial, "SN-4242");
+}
+
+TEST_F(JournalTest, NewerSchemaIsRefused) {
+  sql("PRAGMA user_version = 99");
+  try {
+    Records r(path());
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::unsupported);
+    EXPECT_NE(std::string(e.what()).find("newer"), std::string::npos);
+  }
+}
+
+TEST_F(JournalTest, JournalIsAppendOnlyThroughSql) {
+  { Journal j(path(), "st-1"); j.commit({"op", "note", "x", {}}); }
+  EXPECT_THROW(sql("UPDATE journal SET actor = 'someone else' WHERE seq = 1"), Error);
+  EXPECT_THROW(sql("DELETE FROM journal WHERE seq = 1"), Error);
+}
+
+}  // namespace
+}  // namespace station::db
