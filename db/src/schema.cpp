@@ -146,6 +146,46 @@ CREATE TRIGGER journal_rows_append_only_update BEFORE UPDATE ON journal_rows
 CREATE TRIGGER journal_rows_append_only_delete BEFORE DELETE ON journal_rows
   BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
 )sql",
+      // 1 -> 2: the CA lifecycle (issue 10): two-person proposals, where and from when each
+      // CA key works, and the CRLs the station has signed.
+      R"sql(
+CREATE TABLE ca_proposals (
+  id        INTEGER PRIMARY KEY,
+  ref       TEXT NOT NULL UNIQUE,
+  action    TEXT NOT NULL CHECK (action IN ('rotate-root', 'revoke-ca', 'destroy-key')),
+  params    TEXT NOT NULL,
+  proposer  TEXT NOT NULL,
+  created   TEXT NOT NULL,
+  expires   TEXT NOT NULL,
+  status    TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'failed')),
+  approver  TEXT,
+  decided   TEXT
+);
+
+CREATE TABLE ca_keys (
+  id          INTEGER PRIMARY KEY,
+  key_id      TEXT NOT NULL UNIQUE,
+  token_label TEXT,
+  pin         TEXT,
+  effective   TEXT NOT NULL,
+  trust_until TEXT,
+  created     TEXT NOT NULL
+);
+
+CREATE TABLE crls (
+  id            INTEGER PRIMARY KEY,
+  issuer_key_id TEXT NOT NULL,
+  crl_number    INTEGER NOT NULL CHECK (crl_number > 0),
+  this_update   TEXT NOT NULL,
+  next_update   TEXT NOT NULL,
+  entries       INTEGER NOT NULL,
+  sha256        TEXT NOT NULL,
+  der           BLOB NOT NULL,
+  created       TEXT NOT NULL,
+  UNIQUE (issuer_key_id, crl_number)
+);
+CREATE INDEX revocations_issuer ON revocations(issuer_key_id);
+)sql",
   };
   return steps;
 }

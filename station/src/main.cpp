@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   station::cli::register_dpp(app, ctx);
   station::cli::register_label(app, ctx);
   station::cli::register_fixture(app, ctx);
+  station::cli::register_user(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

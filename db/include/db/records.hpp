@@ -15,7 +15,7 @@ namespace station::db {
 
 // The schema version this program writes. A database with a higher user_version is
 // refused (it was written by a newer station).
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 struct CaRecord {
   std::int64_t id = 0;
@@ -54,6 +54,60 @@ struct IdentityRecord {
   std::string created;
 };
 
+
+// A user of the station (issue 9): operators, security officers, auditors. Only a slow
+// hash of the token is stored.
+struct UserRecord {
+  std::int64_t id = 0;
+  std::string name;
+  std::string role;        // operator | officer | auditor
+  std::string token_hash;  // libsodium crypto_pwhash_str (Argon2id) of the token's secret
+  bool disabled = false;
+  std::string created;
+};
+
+// A two-person ceremony proposed by one officer, waiting for a second (issue 10).
+struct ProposalRecord {
+  std::int64_t id = 0;
+  std::string ref;         // the id officers type (16 lowercase hex digits)
+  std::string action;      // rotate-root | revoke-ca | destroy-key
+  std::string params;      // JSON
+  std::string proposer;
+  std::string created, expires;
+  std::string status;      // pending | approved | failed
+  std::optional<std::string> approver, decided;
+};
+
+// Where and from when a CA key works. Keys made by `station init` have no row: they are on
+// the station's own token and effective from their certificate's creation.
+struct CaKeyRecord {
+  std::int64_t id = 0;
+  std::string key_id;
+  std::optional<std::string> token_label;  // another token (e.g. an offline root token)
+  std::optional<std::string> pin;          // that token's PIN reference (file:/env:)
+  std::string effective;                   // RFC 3339: signs new device certificates from then
+  std::optional<std::string> trust_until;  // a retired root stays a trust anchor until then
+  std::string created;
+};
+
+struct RevocationRecord {
+  std::int64_t id = 0;
+  std::string cert_serial, issuer_key_id;
+  std::string reason;      // RFC 5280 reason name
+  std::string time;        // RFC 3339
+};
+
+struct CrlRecord {
+  std::int64_t id = 0;
+  std::string issuer_key_id;
+  std::int64_t crl_number = 0;
+  std::string this_update, next_update;
+  std::int64_t entries = 0;
+  std::string sha256;
+  Bytes der;
+  std::string created;
+};
+
 class Records {
  public:
   // Opens (creating if needed) and migrates the database at `path`.
@@ -70,6 +124,20 @@ class Records {
   std::optional<DeviceRecord> device_by_serial(const std::string& serial);
   std::vector<IdentityRecord> identities_of(std::int64_t device_id);
 
+  std::optional<IdentityRecord> identity_by_cert_serial(const std::string& serial_hex);
+  // Identities of the devices of a batch (by batch name), oldest first.
+  std::vector<IdentityRecord> identities_of_batch(const std::string& batch_name);
+  std::vector<IdentityRecord> identities_by_issuer(const std::string& issuer_key_id, const std::string& status);
+
+  // Users, proposals, CA keys, revocations and CRLs (schema v2).
+  std::optional<UserRecord> user_by_name(const std::string& name);
+  std::int64_t count_users(const std::string& role);
+  std::optional<ProposalRecord> proposal(const std::string& ref);
+  std::vector<ProposalRecord> proposals();
+  std::optional<CaKeyRecord> ca_key(const std::string& key_id);
+  std::vector<RevocationRecord> revocations(const std::string& issuer_key_id);
+  std::optional<CrlRecord> latest_crl(const std::string& issuer_key_id);
+
  private:
   void migrate();
   Connection conn_;
@@ -83,6 +151,26 @@ RowRef insert_ca(Connection& c, const CaRecord& ca);
 // A device and its first identity. A serial, MAC, chip id, key hash or certificate serial
 // that belongs to another device is refused with Errc::constraint_violation naming which.
 std::vector<RowRef> insert_device_with_identity(Connection& c, const DeviceRecord& device, const IdentityRecord& identity);
+
+// Schema v2 writers (users, CA lifecycle), each returning the row it touched.
+RowRef insert_user(Connection& c, const UserRecord& user);
+RowRef insert_proposal(Connection& c, const ProposalRecord& proposal);
+RowRef decide_proposal(Connection& c, std::int64_t id, const std::string& status,
+                       const std::optional<std::string>& approver);
+RowRef insert_ca_key(Connection& c, const CaKeyRecord& key);
+RowRef set_ca_key_trust_until(Connection& c, const std::string& key_id, const std::string& trust_until);
+RowRef set_ca_status(Connection& c, std::int64_t ca_id, const std::string& status);
+RowRef insert_revocation(Connection& c, const RevocationRecord& revocation);
+RowRef set_identity_status(Connection& c, std::int64_t identity_id, const std::string& status);
+RowRef insert_crl(Connection& c, const CrlRecord& crl);
+
+// The issuing CA that signs new device certificates at `now` (RFC 3339): of the issuing
+// CAs, the one whose effective moment is latest but not after `now` (ties: the newest).
+// It may be revoked: then nothing may be issued until the next rotation (never fall back
+// to an older CA). Works on any connection, so a journal mutation can re-check it inside
+// its transaction. Empty when there is none.
+std::optional<CaRecord> issuing_ca_at(Connection& c, const std::string& now);
+std::vector<CaRecord> all_cas(Connection& c);
 
 // RFC 3339 UTC time of now, as stored in every `created`/`updated` column.
 std::string now_rfc3339();

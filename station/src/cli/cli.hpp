@@ -24,5 +24,6 @@ void register_db(CLI::App& app, Context& ctx);      // station db backup
 void register_dpp(CLI::App& app, Context& ctx);     // station dpp parse|gen
 void register_fixture(CLI::App& app, Context& ctx); // station fixture probe
 void register_label(CLI::App& app, Context& ctx);   // station label render|print
+void register_user(CLI::App& app, Context& ctx);    // station user add
 
 }  // namespace station::cli

@@ -13,6 +13,7 @@
 #include <fmt/format.h>
 
 #include "common/ossl.hpp"
+#include "core/ca_lifecycle.hpp"
 
 namespace station::core {
 namespace {
@@ -299,42 +300,57 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
                             "(re-provisioning needs a security officer)",
                             req.device_serial));
   }
-  const auto issuing = records.active_ca("issuing");
-  if (!issuing) throw Error(Errc::not_found, "no active issuing CA in the records; run `station init` first");
+  // The issuer in effect now (issue 10: rotations take over at an announced moment); the
+  // record's transaction re-checks it, so no certificate from an issuer that was replaced
+  // meanwhile is ever recorded or released: such a one is discarded and issued again.
+  for (int attempt = 0;; ++attempt) {
+    const db::CaRecord issuing = current_issuer(station);
+    bool switched = false;
 
-  RecordsLedger ledger(records);
-  pki::CertificateIssuer issuer(station.hsm(), pki::CaSigner{issuing->der, issuing->key_id}, profile, &ledger);
-  IssueResult result;
-  result.certificate = issuer.issue(req.subject_spki, req.device_serial);
+    RecordsLedger ledger(records);
+    pki::CertificateIssuer issuer(station.hsm(), pki::CaSigner{issuing.der, issuing.key_id}, profile, &ledger);
+    IssueResult result;
+    result.certificate = issuer.issue(req.subject_spki, req.device_serial);
 
-  db::DeviceRecord device;
-  device.serial = req.device_serial;
-  device.state = "issued";
-  db::IdentityRecord identity;
-  identity.cert_serial = result.certificate.serial;
-  identity.cert_sha256 = result.certificate.sha256;
-  identity.cert_der = result.certificate.der;
-  identity.issuer_key_id = result.certificate.issuer_key_id;
-  identity.profile = profile.name;
-  identity.public_key = req.subject_spki;
-  identity.pkhash = sha256_hex(req.subject_spki);
-  identity.dpp_uri = req.dpp_uri;
-  identity.key_mode = req.key_mode;
-  identity.status = "active";
-  identity.op = os_user();
-  // The record and its journal entry commit together, before the certificate is released.
-  station.journal().commit(
-      {identity.op, "device.issued", "device:" + req.device_serial,
-       {{"serial", req.device_serial}, {"cert_serial", identity.cert_serial}, {"cert_sha256", identity.cert_sha256},
-        {"issuer", identity.issuer_key_id}, {"profile", identity.profile}, {"pkhash", identity.pkhash},
-        {"key_mode", identity.key_mode}}},
-      [&](db::Connection& conn) {
-        auto rows = db::insert_device_with_identity(conn, device, identity);
-        result.device_id = rows.front().id;
-        return rows;
-      });
-  result.chain.push_back(issuing->der);
-  return result;
+    db::DeviceRecord device;
+    device.serial = req.device_serial;
+    device.state = "issued";
+    db::IdentityRecord identity;
+    identity.cert_serial = result.certificate.serial;
+    identity.cert_sha256 = result.certificate.sha256;
+    identity.cert_der = result.certificate.der;
+    identity.issuer_key_id = result.certificate.issuer_key_id;
+    identity.profile = profile.name;
+    identity.public_key = req.subject_spki;
+    identity.pkhash = sha256_hex(req.subject_spki);
+    identity.dpp_uri = req.dpp_uri;
+    identity.key_mode = req.key_mode;
+    identity.status = "active";
+    identity.op = os_user();
+    // The record and its journal entry commit together, before the certificate is released.
+    try {
+      station.journal().commit(
+          {identity.op, "device.issued", "device:" + req.device_serial,
+           {{"serial", req.device_serial}, {"cert_serial", identity.cert_serial}, {"cert_sha256", identity.cert_sha256},
+            {"issuer", identity.issuer_key_id}, {"profile", identity.profile}, {"pkhash", identity.pkhash},
+            {"key_mode", identity.key_mode}}},
+          [&](db::Connection& conn) {
+            const auto now_issuer = db::issuing_ca_at(conn, db::now_rfc3339());
+            if (!now_issuer || now_issuer->key_id != issuing.key_id) {
+              switched = true;
+              throw Error(Errc::busy, "the issuing CA was rotated during this issuance");
+            }
+            auto rows = db::insert_device_with_identity(conn, device, identity);
+            result.device_id = rows.front().id;
+            return rows;
+          });
+    } catch (const Error&) {
+      if (switched && attempt < 3) continue;
+      throw;
+    }
+    result.chain.push_back(issuing.der);
+    return result;
+  }
 }
 
 }  // namespace station::core
