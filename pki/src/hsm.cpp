@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 #include <openssl/core_names.h>
+#include <openssl/rand.h>
 
 #include "common/ossl.hpp"
 #include "internal/ec.hpp"
@@ -103,6 +104,10 @@ Bytes ecdsa_raw_to_der(ByteView raw) {
 namespace {
 
 using p11::Attr;
+
+void system_random_fill(Bytes& out) {
+  if (::RAND_bytes(out.data(), static_cast<int>(out.size())) != 1) throw ossl::error("RAND_bytes");
+}
 
 class Pkcs11Hsm final : public Hsm {
  public:
@@ -206,6 +211,70 @@ class Pkcs11Hsm final : public Hsm {
     });
   }
 
+  std::string generate_secrets_key(const std::string& label) override {
+    Bytes id(16);
+    system_random_fill(id);
+    with_session([&](const p11::Session& s) {
+      CK_MECHANISM mech{CKM_AES_KEY_GEN, nullptr, 0};
+      std::vector<Attr> t{{CKA_CLASS, CK_ULONG{CKO_SECRET_KEY}}, {CKA_KEY_TYPE, CK_ULONG{CKK_AES}},
+                          {CKA_VALUE_LEN, CK_ULONG{32}},    {CKA_TOKEN, true},
+                          {CKA_PRIVATE, true},              {CKA_SENSITIVE, true},
+                          {CKA_EXTRACTABLE, false},         {CKA_ENCRYPT, true},
+                          {CKA_DECRYPT, true},              {CKA_WRAP, false},
+                          {CKA_UNWRAP, false},              {CKA_SIGN, false},
+                          {CKA_VERIFY, false},              {CKA_DERIVE, false},
+                          {CKA_LABEL, label},               {CKA_ID, ByteView(id)}};
+      auto raw = p11::raw_template(t);
+      CK_OBJECT_HANDLE h = CK_INVALID_HANDLE;
+      P11_CALL(s.fl(), C_GenerateKey, s.handle(), &mech, raw.data(), raw.size(), &h);
+      return 0;
+    });
+    return hex_encode(id);
+  }
+
+  Bytes seal(const std::string& key_id, ByteView plaintext, ByteView aad) override {
+    Bytes iv(12);
+    system_random_fill(iv);
+    return with_session([&](const p11::Session& s) {
+      const auto h = secret_handle(s, key_id);
+      CK_GCM_PARAMS params{iv.data(), iv.size(), 96, const_cast<CK_BYTE*>(aad.data()), aad.size(), 128};
+      CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+      P11_CALL(s.fl(), C_EncryptInit, s.handle(), &mech, h);
+      Bytes out(iv.size() + plaintext.size() + 16);
+      std::copy(iv.begin(), iv.end(), out.begin());
+      CK_ULONG len = out.size() - iv.size();
+      P11_CALL(s.fl(), C_Encrypt, s.handle(), const_cast<CK_BYTE*>(plaintext.data()), plaintext.size(),
+               out.data() + iv.size(), &len);
+      out.resize(iv.size() + len);
+      return out;
+    });
+  }
+
+  SecretBytes unseal(const std::string& key_id, ByteView sealed, ByteView aad) override {
+    if (sealed.size() < 12 + 16) throw Error(Errc::tampered, "sealed secret is too short");
+    return with_session([&](const p11::Session& s) {
+      const auto h = secret_handle(s, key_id);
+      CK_GCM_PARAMS params{const_cast<CK_BYTE*>(sealed.data()), 12, 96, const_cast<CK_BYTE*>(aad.data()), aad.size(), 128};
+      CK_MECHANISM mech{CKM_AES_GCM, &params, sizeof params};
+      P11_CALL(s.fl(), C_DecryptInit, s.handle(), &mech, h);
+      SecretBytes out(Bytes(sealed.size()));
+      CK_ULONG len = out.size();
+      const CK_RV rv = s.fl()->C_Decrypt(s.handle(), const_cast<CK_BYTE*>(sealed.data()) + 12, sealed.size() - 12,
+                                         out.data(), &len);
+      // A failed GCM tag check: CKR_ENCRYPTED_DATA_INVALID by the standard; SoftHSM2 2.6
+      // answers CKR_GENERAL_ERROR.
+      if (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_FUNCTION_FAILED || rv == CKR_ENCRYPTED_DATA_LEN_RANGE ||
+          rv == CKR_GENERAL_ERROR)
+        throw Error(Errc::tampered,
+                    fmt::format("a sealed secret does not authenticate (changed, or bound to another record; {})",
+                                p11::rv_name(rv)),
+                    static_cast<std::int64_t>(rv));
+      p11::check("C_Decrypt", rv);
+      Bytes plain(out.data(), out.data() + len);
+      return SecretBytes(std::move(plain));
+    });
+  }
+
   void destroy_key(const std::string& key_id) override {
     with_session([&](const p11::Session& s) {
       const Bytes id = *hex_decode(key_id);
@@ -258,6 +327,7 @@ class Pkcs11Hsm final : public Hsm {
     spdlog::warn("HSM token '{}': sessions lost; reopening and logging in again", token_.label);
     idle_.clear();
     keys_.clear();
+    secret_keys_.clear();
     login_.reset();
     anchor_.reset();
     slot_ = module_->find_token(config_.token_label);  // the slot id may change on re-insertion
@@ -359,6 +429,23 @@ class Pkcs11Hsm final : public Hsm {
     return key;
   }
 
+  CK_OBJECT_HANDLE secret_handle(const p11::Session& s, const std::string& key_id) {
+    {
+      const std::lock_guard lock(mutex_);
+      if (auto it = secret_keys_.find(key_id); it != secret_keys_.end()) return it->second;
+    }
+    const auto id = hex_decode(key_id);
+    if (!id) throw Error(Errc::invalid_argument, "not a secrets key id: " + key_id);
+    p11::ObjectSearch search(s, {{CKA_CLASS, CK_ULONG{CKO_SECRET_KEY}}, {CKA_ID, ByteView(*id)}});
+    const auto found = search.next(1);
+    search.finish();
+    if (found.empty())
+      throw Error(Errc::not_found, fmt::format("secrets key {} is not on token '{}'", key_id, token_.label));
+    const std::lock_guard lock(mutex_);
+    secret_keys_[key_id] = found[0];
+    return found[0];
+  }
+
   CK_OBJECT_HANDLE handle_of(const p11::Session& s, const std::string& key_id) {
     {
       const std::lock_guard lock(mutex_);
@@ -386,6 +473,7 @@ class Pkcs11Hsm final : public Hsm {
   std::size_t leased_ = 0;
   std::uint64_t generation_ = 0;
   std::map<std::string, CachedKey> keys_;
+  std::map<std::string, CK_OBJECT_HANDLE> secret_keys_;
 };
 
 }  // namespace

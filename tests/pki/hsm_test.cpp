@@ -167,3 +167,33 @@ TEST(Ecdsa, RawSignatureBecomesDer) {
 
 }  // namespace
 }  // namespace station::pki
+
+namespace station::pki {
+namespace {
+
+TEST(HsmSecrets, SealedSecretsOpenOnlyUnchangedAndForTheirOwnRecord) {
+  test::SoftHsmToken token;
+  auto hsm = Hsm::open(token.config());
+  const std::string key = hsm->generate_secrets_key("station-secrets");
+  EXPECT_EQ(key.size(), 32u);
+  const std::string secret = "softap-password-7f3a";
+  const Bytes sealed = hsm->seal(key, as_bytes(secret), as_bytes("ACME-1"));
+  EXPECT_EQ(sealed.size(), 12 + secret.size() + 16);
+  EXPECT_EQ(std::string(sealed.begin(), sealed.end()).find(secret), std::string::npos);
+  const auto opened = hsm->unseal(key, sealed, as_bytes("ACME-1"));
+  EXPECT_EQ(std::string(opened.bytes().begin(), opened.bytes().end()), secret);
+  // Two seals of one secret differ (fresh IV).
+  EXPECT_NE(hsm->seal(key, as_bytes(secret), as_bytes("ACME-1")), sealed);
+  Bytes flipped = sealed;
+  flipped[14] ^= 0x01;
+  try {
+    hsm->unseal(key, flipped, as_bytes("ACME-1"));
+    FAIL() << "a changed sealed secret opened";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::tampered) << e.what() << " rv " << e.native();
+  }
+  EXPECT_THROW(hsm->unseal(key, sealed, as_bytes("ACME-2")), Error);  // bound to its record
+}
+
+}  // namespace
+}  // namespace station::pki

@@ -73,6 +73,15 @@ class Hsm {
   // CKM_ECDSA over `digest`; returns the DER ECDSA-Sig-Value (converted from raw r||s).
   virtual Bytes sign_digest(const std::string& key_id, ByteView digest) = 0;
   virtual void destroy_key(const std::string& key_id) = 0;
+
+  // Setup secrets at rest (SoftAP passwords, WPS PINs): an AES-256 key generated in the
+  // token (sensitive, never extractable, encrypt/decrypt only), CKA_ID = 16 random bytes,
+  // returned as hex. seal() is CKM_AES_GCM with a fresh random 96-bit IV and a 128-bit tag:
+  // the result is IV || ciphertext || tag; `aad` binds it to its record (e.g. the serial).
+  virtual std::string generate_secrets_key(const std::string& label) = 0;
+  virtual Bytes seal(const std::string& secrets_key_id, ByteView plaintext, ByteView aad) = 0;
+  // Errc::tampered when the sealed bytes or the aad were changed.
+  virtual SecretBytes unseal(const std::string& secrets_key_id, ByteView sealed, ByteView aad) = 0;
 };
 
 // Converts PKCS#11's raw r||s into a DER ECDSA-Sig-Value (RFC 3279 §2.2.3).

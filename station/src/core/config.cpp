@@ -152,6 +152,7 @@ StationConfig load_config(const std::filesystem::path& file) {
   hsm.string("token_label", c.hsm.token_label);
   hsm.string("pin", c.hsm.pin);
   if (auto v = hsm.get<std::string>("softhsm2_conf")) c.hsm.softhsm2_conf = *v;
+  hsm.string("secrets_key_id", c.hsm.secrets_key_id);
   int max_sessions = static_cast<int>(c.hsm.max_sessions);
   hsm.integer("max_sessions", max_sessions, 1, 1024);
   c.hsm.max_sessions = static_cast<std::size_t>(max_sessions);
@@ -230,7 +231,9 @@ std::string render_config(const StationConfig& c) {
   out += "token_label = " + quote(c.hsm.token_label) + "\n";
   out += "pin = " + quote(c.hsm.pin) + "\n";
   if (c.hsm.softhsm2_conf) out += "softhsm2_conf = " + quote(c.hsm.softhsm2_conf->string()) + "\n";
-  out += fmt::format("max_sessions = {}\n\n", c.hsm.max_sessions);
+  out += fmt::format("max_sessions = {}\n", c.hsm.max_sessions);
+  if (!c.hsm.secrets_key_id.empty()) out += "secrets_key_id = " + quote(c.hsm.secrets_key_id) + "\n";
+  out += "\n";
   out += "[ca]\n";
   out += "curve = " + quote(c.ca.curve) + "\n";
   out += "root_subject = " + quote(c.ca.root_subject) + "\n";

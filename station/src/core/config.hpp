@@ -19,6 +19,7 @@ struct HsmSection {
   std::string pin = "file:pins/user.pin";          // file:PATH | env:VAR
   std::optional<std::filesystem::path> softhsm2_conf;  // embedded SoftHSM2 only
   std::size_t max_sessions = 8;
+  std::string secrets_key_id;  // the AES key that seals setup secrets at rest (made by init)
 };
 
 struct CaSection {

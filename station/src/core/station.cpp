@@ -191,6 +191,8 @@ InitResult init_station(const InitOptions& o) {
     made_keys.push_back(issuing_key.key_id);
     const auto audit_key = hsm->generate_ca_key(pki::CaCurve::p256, "station-audit-" + when);
     made_keys.push_back(audit_key.key_id);
+    c.hsm.secrets_key_id = hsm->generate_secrets_key("station-secrets-" + when);
+    made_keys.push_back(c.hsm.secrets_key_id);
 
     pki::CaCertRequest root_req{pki::CaKind::root, c.ca.root_subject, c.ca.root_validity_days, &root_key, nullptr};
     const Bytes root_der = pki::make_ca_certificate(*hsm, root_req);
