@@ -28,6 +28,7 @@ class OfficerStation : public StationDir {
     const auto r = run(argv);
     if (r.exit_code != 0) throw std::runtime_error("user add " + name + ": " + r.err);
     write_file(token(name), r.out);
+    fs::permissions(token(name), fs::perms::owner_read | fs::perms::owner_write);
   }
 
   // `station ca ARGS --data DIR --token-file WHO.token`

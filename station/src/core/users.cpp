@@ -1,9 +1,14 @@
 #include "core/users.hpp"
 
 #include <sodium.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <array>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 
 #include <fmt/format.h>
 
@@ -48,7 +53,22 @@ std::string os_actor() { return "os:" + os_user(); }
 }  // namespace
 
 SecretString TokenSource::read() const {
-  if (file) return pki::PinRef::parse("file:" + file->string()).read();
+  if (file) {
+    struct stat st {};
+    if (::stat(file->c_str(), &st) != 0)
+      throw Error(Errc::permission_denied, fmt::format("token file {} cannot be read: {}; give the file `station user "
+                                                       "add` printed your token into",
+                                                       file->string(), std::strerror(errno)));
+    if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0)
+      spdlog::warn("token file {} is readable by others (mode {:o}); chmod 600 it", file->string(), st.st_mode & 0777);
+    std::ifstream in(*file, std::ios::binary);
+    std::string line;
+    std::getline(in, line);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    SecretString token(std::move(line));
+    if (token.size() == 0) throw Error(Errc::permission_denied, fmt::format("token file {} is empty", file->string()));
+    return token;
+  }
   const char* env = std::getenv("STATION_TOKEN");
   if (env != nullptr && *env != '\0') return pki::PinRef::parse("env:STATION_TOKEN").read();
   throw Error(Errc::permission_denied,
