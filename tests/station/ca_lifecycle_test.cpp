@@ -338,6 +338,25 @@ TEST(CaRevoke, RevokingAnIssuingCaTakesTwoOfficersAndFailsAllItsDevices) {
   const auto details = nlohmann::json::parse(st.sql1("SELECT details FROM journal WHERE action = 'ca.revoked'"));
   EXPECT_EQ(details["proposer"], "alice");
   EXPECT_EQ(details["approver"], "bob");
+
+  // Destroying the revoked CA's key is two-person too; an active CA's key cannot be.
+  const auto active_id = st.show()[2]["key_id"].get<std::string>();
+  EXPECT_EQ(st.ca("alice", {"destroy-key", "--ca", active_id}).exit_code, 1);
+  const auto dp = st.ca("bob", {"destroy-key", "--ca", issuing_id, "--json"});
+  ASSERT_EQ(dp.exit_code, 0) << dp.err;
+  const auto did = nlohmann::json::parse(dp.out)["proposal"].get<std::string>();
+  const std::string pin = read_file(st.data() / "pins/user.pin");
+  auto objects = [&] {
+    return run({"pkcs11-tool", "--module", STATION_SOFTHSM_MODULE, "--token-label", "station", "--login", "--pin",
+                pin.substr(0, pin.size() - 1), "--list-objects", "--type", "privkey"},
+               st.hsm_env())
+        .out;
+  };
+  const auto label = show[1]["key_label"].get<std::string>();
+  EXPECT_NE(objects().find(label), std::string::npos);
+  EXPECT_EQ(st.ca("bob", {"approve", did}).exit_code, 1);
+  ASSERT_EQ(st.ca("alice", {"approve", did}).exit_code, 0);
+  EXPECT_EQ(objects().find(label), std::string::npos) << objects();
   st.expect_journal_verifies();
 }
 
