@@ -78,7 +78,7 @@ void check_table(const std::string& table) {
 const std::vector<std::string>& audited_tables() {
   static const std::vector<std::string> tables = {"stations", "users",  "ca_certificates", "batches",
                                                   "devices",  "identities", "labels",       "revocations",
-                                                  "ca_proposals", "ca_keys", "crls"};
+                                                  "ca_proposals", "ca_keys", "crls", "serial_counters"};
   return tables;
 }
 

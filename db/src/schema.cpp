@@ -186,6 +186,13 @@ CREATE TABLE crls (
 );
 CREATE INDEX revocations_issuer ON revocations(issuer_key_id);
 )sql",
+      // 2 -> 3: batch serial numbers: `{seq}` counts per rendered prefix across batches.
+      R"sql(
+CREATE TABLE serial_counters (
+  prefix  TEXT PRIMARY KEY,
+  next    INTEGER NOT NULL CHECK (next > 0)
+);
+)sql",
   };
   return steps;
 }

@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   station::cli::register_issue(app, ctx);
   station::cli::register_audit(app, ctx);
   station::cli::register_db(app, ctx);
+  station::cli::register_batch(app, ctx);
   station::cli::register_dpp(app, ctx);
   station::cli::register_label(app, ctx);
   station::cli::register_fixture(app, ctx);

@@ -15,7 +15,7 @@ namespace station::db {
 
 // The schema version this program writes. A database with a higher user_version is
 // refused (it was written by a newer station).
-constexpr int kSchemaVersion = 2;
+constexpr int kSchemaVersion = 3;
 
 struct CaRecord {
   std::int64_t id = 0;

@@ -1,0 +1,139 @@
+// Batches: serial patterns, counters shared across batches, state changes, the manifest.
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "core/batches.hpp"
+#include "station_dir.hpp"
+
+namespace station::test {
+namespace {
+
+std::chrono::system_clock::time_point day(int y, int m, int d) {
+  std::tm tm{};
+  tm.tm_year = y - 1900;
+  tm.tm_mon = m - 1;
+  tm.tm_mday = d;
+  return std::chrono::system_clock::from_time_t(::timegm(&tm));
+}
+
+TEST(SerialPattern, RendersDateFieldsAndAZeroPaddedSequence) {
+  const auto p = core::parse_serial_pattern("ACME-{yyyy}{mm}-{seq:06}-X", day(2026, 11, 22));
+  EXPECT_EQ(p.prefix, "ACME-202611-");
+  EXPECT_EQ(p.suffix, "-X");
+  EXPECT_EQ(p.render(42), "ACME-202611-000042-X");
+  EXPECT_EQ(p.render(1234567), "ACME-202611-1234567-X");
+  EXPECT_EQ(core::parse_serial_pattern("S{yy}{dd}{seq}", day(2031, 1, 5)).render(7), "S31057");
+}
+
+TEST(SerialPattern, RefusesPatternsThatCannotMakeUniquePrintableSerials) {
+  for (const char* bad : {"NO-SEQ-{yyyy}", "A{seq}B{seq}", "A {seq}", "A{seq:x}", "A{month}{seq}", "A{seq", "A;{seq}"}) {
+    try {
+      core::parse_serial_pattern(bad, day(2026, 1, 1));
+      FAIL() << bad << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::invalid_argument) << bad;
+      EXPECT_NE(std::string(e.what()).find("serial pattern"), std::string::npos) << e.what();
+    }
+  }
+}
+
+class Batches : public ::testing::Test {
+ protected:
+  std::string reserve(core::Station& station, const core::Batch& b) {
+    std::string serial;
+    station.journal().commit({"tester", "serial.reserved", "batch:" + b.name, {}}, [&](db::Connection& c) {
+      auto [s, row] = core::next_serial(c, b);
+      serial = s;
+      return std::vector<db::RowRef>{row};
+    });
+    return serial;
+  }
+  core::BatchSettings settings(const std::string& pattern) {
+    core::BatchSettings s;
+    s.product = "Widget";
+    s.quantity = 3;
+    s.serial_pattern = pattern;
+    return s;
+  }
+  StationDir st_;
+};
+
+TEST_F(Batches, TwoBatchesWithTheSamePatternNeverShareASerial) {
+  std::set<std::string> seen;
+  {
+    core::Station station(st_.data(), std::nullopt);
+    const auto a = core::open_batch(station, "WO-1", settings("ACME-{yyyy}-{seq:04}"), "tester");
+    const auto b = core::open_batch(station, "WO-2", settings("ACME-{yyyy}-{seq:04}"), "tester");
+    const auto c = core::open_batch(station, "WO-3", settings("OTHER-{seq:04}"), "tester");
+    for (int k = 0; k < 3; ++k) {
+      EXPECT_TRUE(seen.insert(reserve(station, a)).second);
+      EXPECT_TRUE(seen.insert(reserve(station, b)).second);
+    }
+    EXPECT_EQ(reserve(station, c), "OTHER-0001");  // its own prefix counts from 1
+  }
+  // A restarted station continues the counter.
+  core::Station station(st_.data(), std::nullopt);
+  const auto a = core::find_batch(station, "WO-1");
+  ASSERT_TRUE(a);
+  const std::string next = reserve(station, *a);
+  EXPECT_TRUE(seen.insert(next).second);
+  EXPECT_EQ(next.substr(next.size() - 4), "0007");
+  const auto v = run({station_bin(), "audit", "verify", "--data", st_.data().string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+}
+
+TEST_F(Batches, OpenPauseResumeCloseThroughTheCliAndTheManifestVerifies) {
+  auto batch = [&](const std::vector<std::string>& args) {
+    std::vector<std::string> argv = {station_bin(), "batch"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--data", st_.data().string(), "--json"});
+    return run(argv);
+  };
+  auto r = batch({"open", "WO-7", "--product", "Widget", "--quantity", "10", "--serial-pattern", "W-{seq:05}",
+                  "--key-mode", "on-device", "--lock"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["state"], "open");
+  EXPECT_EQ(j["quantity"], 10);
+  EXPECT_EQ(j["key_mode"], "on-device");
+  EXPECT_EQ(j["lock"], true);
+  EXPECT_EQ(batch({"open", "WO-7", "--product", "Widget", "--quantity", "1"}).exit_code, 1);  // names are never reused
+  EXPECT_EQ(nlohmann::json::parse(batch({"pause", "WO-7"}).out)["state"], "paused");
+  r = batch({"pause", "WO-7"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("is paused; it cannot become paused"), std::string::npos) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(batch({"resume", "WO-7"}).out)["state"], "open");
+  r = batch({"close", "WO-7"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["state"], "closed");
+  EXPECT_EQ(j["missing"], 10);
+  const auto v = run({station_bin(), "audit", "verify", "--bundle", j["manifest"].get<std::string>(), "--trust",
+                      st_.root_pem().string(), "--json"});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  const auto all = nlohmann::json::parse(batch({"show"}).out);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0]["name"], "WO-7");
+  EXPECT_EQ(run({"sqlite3", (st_.data() / "station.db").string(),
+                 "SELECT group_concat(action, ' ') FROM journal WHERE subject = 'batch:WO-7'"})
+                .out,
+            "batch.opened batch.paused batch.resumed batch.closed batch.reconciled\n");
+}
+
+TEST_F(Batches, BadSettingsAreRefusedByName) {
+  auto open = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {station_bin(), "batch", "open", "WO-X", "--data", st_.data().string(),
+                                     "--product", "Widget"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv);
+  };
+  EXPECT_NE(open({"--quantity", "0"}).err.find("batch quantity"), std::string::npos);
+  EXPECT_NE(open({"--quantity", "5", "--key-mode", "maybe"}).err.find("batch key mode"), std::string::npos);
+  EXPECT_NE(open({"--quantity", "5", "--mac-source", "pool:zz"}).err.find("batch MAC source"), std::string::npos);
+  EXPECT_NE(open({"--quantity", "5", "--profile", "nope"}).err.find("no certificate profile 'nope'"), std::string::npos);
+  EXPECT_NE(open({"--quantity", "5", "--serial-pattern", "X"}).err.find("needs a {seq}"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace station::test
