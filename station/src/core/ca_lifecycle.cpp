@@ -279,7 +279,8 @@ RotationResult run_root_rotation(Station& s, const db::ProposalRecord& p, const 
                        rows.push_back(db::insert_ca_key(c, ik));
                        rows.push_back(db::set_ca_key_trust_until(c, old_root.key_id, trust_until));
                        rows.push_back(db::set_ca_status(c, old_root.id, "retired"));
-                       if (old_issuing && effective <= now) rows.push_back(db::set_ca_status(c, old_issuing->id, "retired"));
+                       if (old_issuing && old_issuing->status == "active" && effective <= now)
+                         rows.push_back(db::set_ca_status(c, old_issuing->id, "retired"));
                        rows.push_back(db::decide_proposal(c, p.id, "approved", approver.name));
                        return rows;
                      });
@@ -389,7 +390,8 @@ RotationResult rotate_issuing(Station& s, const Actor& officer, std::optional<Sy
     k.key_id = key.key_id;
     k.effective = out.effective;
     rows.push_back(db::insert_ca_key(c, k));
-    if (old_issuing && effective <= now) rows.push_back(db::set_ca_status(c, old_issuing->id, "retired"));
+    if (old_issuing && old_issuing->status == "active" && effective <= now)
+      rows.push_back(db::set_ca_status(c, old_issuing->id, "retired"));
     return rows;
   });
   cleanup.keep();
