@@ -198,14 +198,24 @@ TEST(CaRotateRoot, NewRootKeyCanLiveOnASeparateToken) {
   // An officer prepares the (normally offline) root token; the station never sees its PIN
   // on a command line, only the reference.
   write_file(st.file("root.pin"), "offline-root-pin-1\n");
-  const auto init = run({"softhsm2-util", "--init-token", "--free", "--label", "offline-root", "--so-pin", "so-pin-1234",
-                         "--pin", "offline-root-pin-1"},
-                        st.hsm_env());
-  ASSERT_EQ(init.exit_code, 0) << init.err;
   const auto p = st.ca("alice", {"rotate-root", "--json", "--root-token-label", "offline-root", "--root-pin",
                                  "file:" + st.file("root.pin").string()});
   ASSERT_EQ(p.exit_code, 0) << p.err;
   const auto id = nlohmann::json::parse(p.out)["proposal"].get<std::string>();
+  // While the root token is not connected the ceremony fails, changes nothing, and the
+  // proposal stays pending for when it is.
+  const auto offline = st.ca("bob", {"approve", id});
+  EXPECT_EQ(offline.exit_code, 1);
+  EXPECT_NE(offline.err.find("token 'offline-root'"), std::string::npos) << offline.err;
+  EXPECT_NE(offline.err.find("connect the token"), std::string::npos) << offline.err;
+  EXPECT_EQ(st.show().size(), 2u);
+  EXPECT_EQ(st.sql1("SELECT status FROM ca_proposals"), "pending");
+  EXPECT_EQ(st.sql1("SELECT actor FROM journal WHERE action = 'ca.approve.failed'"), "bob");
+
+  const auto init = run({"softhsm2-util", "--init-token", "--free", "--label", "offline-root", "--so-pin", "so-pin-1234",
+                         "--pin", "offline-root-pin-1"},
+                        st.hsm_env());
+  ASSERT_EQ(init.exit_code, 0) << init.err;
   const auto a = st.ca("bob", {"approve", id, "--json"});
   ASSERT_EQ(a.exit_code, 0) << a.err;
   const auto new_root_id = nlohmann::json::parse(a.out)["new_root"]["key_id"].get<std::string>();
