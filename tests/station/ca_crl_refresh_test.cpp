@@ -58,6 +58,38 @@ TEST(CaCrlRefresh, IssuingCrlsAreResignedBeforeNextUpdateAndStaleOnesRaiseAnAlar
   EXPECT_TRUE(db::verify_journal(st.records().connection()).ok);
 }
 
+TEST(CaCrlRefresh, CertificatesThePipelineVoidedAreListedAsCessationOfOperation) {
+  StationDir dir;
+  core::Station st(dir.data(), std::nullopt);
+  const auto pub = dir.make_pubkey("prime256v1", "k");
+  core::IssueRequest req;
+  req.subject_spki = pki::public_key_from_pem_or_der(read_file(pub));
+  req.device_serial = "VOID-1";
+  const auto issued = core::issue_device_certificate(st, req);
+  // What the pipeline does with a certificate issued but never delivered (issue 8).
+  const auto identity = st.records().identity_by_cert_serial(issued.certificate.serial);
+  ASSERT_TRUE(identity);
+  st.journal().commit({"pipeline", "device.voided", "device:VOID-1", {{"cert_serial", identity->cert_serial}}},
+                      [&](db::Connection& c) {
+                        return std::vector<db::RowRef>{db::set_identity_status(c, identity->id, "voided")};
+                      });
+  const auto out = dir.file("crl");
+  const auto states = core::refresh_crls(st, "station", out);
+  fs::path issuing_crl;
+  for (const auto& s : states) {
+    if (s.role == "issuing") {
+      EXPECT_EQ(s.entries, 1);
+      issuing_crl = *s.file;
+    }
+  }
+  const auto text = run({"openssl", "crl", "-in", issuing_crl.string(), "-noout", "-text"});
+  std::string upper = issued.certificate.serial;
+  for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  EXPECT_NE(text.out.find("Serial Number: " + upper), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("Cessation Of Operation"), std::string::npos) << text.out;
+  EXPECT_TRUE(db::verify_journal(st.records().connection()).ok);
+}
+
 TEST(CaIssuerSelection, AnnouncedRotationTakesOverAtItsMomentAndTrustAnchorsCoverTheOverlap) {
   StationDir dir;
   core::Station st(dir.data(), std::nullopt);
