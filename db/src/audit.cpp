@@ -83,22 +83,12 @@ nlohmann::json to_json(const IdentityRow& r) {
 
 std::vector<Entry> journal_entries_for(Connection& c, const std::string& subject) {
   auto st = c.prepare(
-      "SELECT seq, time, station_id, actor, action, subject, details, records_hash, prev_hash, hash FROM journal "
+      std::string("SELECT ") + kEntryColumns + " FROM journal "
       "WHERE subject = ? ORDER BY seq");
   st.bind(1, subject);
   std::vector<Entry> out;
   while (st.step()) {
-    Entry e;
-    e.seq = st.int64(0);
-    e.time = st.text(1);
-    e.station_id = st.text(2);
-    e.actor = st.text(3);
-    e.action = st.text(4);
-    e.subject = st.text(5);
-    e.details = st.text(6);
-    e.records_hash = st.text(7);
-    e.prev_hash = st.text(8);
-    e.hash = st.text(9);
+    Entry e = read_entry(st);
     out.push_back(std::move(e));
   }
   return out;
@@ -191,21 +181,11 @@ std::int64_t write_bundle(Connection& c, CheckpointSigner& signer, const ExportF
   {
     auto rows = c.prepare("SELECT tbl, row_id, row_hash FROM journal_rows WHERE seq = ? ORDER BY tbl, row_id");
     auto st = c.prepare(
-        "SELECT seq, time, station_id, actor, action, subject, details, records_hash, prev_hash, hash FROM journal "
+        std::string("SELECT ") + kEntryColumns + " FROM journal "
         "WHERE seq BETWEEN ? AND ? ORDER BY seq");
     st.bind(1, first).bind(2, last);
     while (st.step()) {
-      Entry e;
-      e.seq = st.int64(0);
-      e.time = st.text(1);
-      e.station_id = st.text(2);
-      e.actor = st.text(3);
-      e.action = st.text(4);
-      e.subject = st.text(5);
-      e.details = st.text(6);
-      e.records_hash = st.text(7);
-      e.prev_hash = st.text(8);
-      e.hash = st.text(9);
+      Entry e = read_entry(st);
       std::vector<RowHash> list;
       rows.bind(1, e.seq);
       while (rows.step()) {

@@ -82,6 +82,21 @@ const std::vector<std::string>& audited_tables() {
   return tables;
 }
 
+Entry read_entry(const Statement& st) {
+  Entry e;
+  e.seq = st.int64(0);
+  e.time = st.text(1);
+  e.station_id = st.text(2);
+  e.actor = st.text(3);
+  e.action = st.text(4);
+  e.subject = st.text(5);
+  e.details = st.text(6);
+  e.records_hash = st.text(7);
+  e.prev_hash = st.text(8);
+  e.hash = st.text(9);
+  return e;
+}
+
 std::string row_hash(Connection& c, const std::string& table, std::int64_t id) {
   check_table(table);
   auto st = c.prepare("SELECT * FROM " + table + " WHERE rowid = ?");
@@ -259,21 +274,10 @@ Checkpoint Journal::checkpoint() {
 std::optional<Entry> Journal::last() {
   const std::lock_guard lock(conn_mutex_);
   auto st = conn_.prepare(
-      "SELECT seq, time, station_id, actor, action, subject, details, records_hash, prev_hash, hash FROM journal "
+      std::string("SELECT ") + kEntryColumns + " FROM journal "
       "ORDER BY seq DESC LIMIT 1");
   if (!st.step()) return std::nullopt;
-  Entry e;
-  e.seq = st.int64(0);
-  e.time = st.text(1);
-  e.station_id = st.text(2);
-  e.actor = st.text(3);
-  e.action = st.text(4);
-  e.subject = st.text(5);
-  e.details = st.text(6);
-  e.records_hash = st.text(7);
-  e.prev_hash = st.text(8);
-  e.hash = st.text(9);
-  return e;
+  return read_entry(st);
 }
 
 void Journal::writer_loop() {
@@ -461,24 +465,14 @@ VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& exp
   auto rows = c.prepare("SELECT seq, tbl, row_id, row_hash FROM journal_rows ORDER BY seq, tbl, row_id");
   bool rows_more = rows.step();
   auto st = c.prepare(
-      "SELECT seq, time, station_id, actor, action, subject, details, records_hash, prev_hash, hash FROM journal "
+      std::string("SELECT ") + kEntryColumns + " FROM journal "
       "ORDER BY seq");
   std::int64_t expected = 1;
   std::string prev = kGenesis;
   std::int64_t last_good_checkpoint = 0;
   bool chain_ok = true;
   while (st.step()) {
-    Entry e;
-    e.seq = st.int64(0);
-    e.time = st.text(1);
-    e.station_id = st.text(2);
-    e.actor = st.text(3);
-    e.action = st.text(4);
-    e.subject = st.text(5);
-    e.details = st.text(6);
-    e.records_hash = st.text(7);
-    e.prev_hash = st.text(8);
-    e.hash = st.text(9);
+    Entry e = read_entry(st);
     ++report.entries;
     std::vector<RowHash> listed;
     while (rows_more && rows.int64(0) <= e.seq) {

@@ -50,6 +50,12 @@ struct Entry {
   std::string time, station_id, actor, action, subject, details, records_hash, prev_hash, hash;
 };
 
+// The journal's columns in Entry order, and an Entry read from a statement that selected
+// them (starting at column 0).
+inline constexpr const char* kEntryColumns =
+    "seq, time, station_id, actor, action, subject, details, records_hash, prev_hash, hash";
+Entry read_entry(const Statement& st);
+
 struct RowHash {
   std::string table;
   std::int64_t id = 0;
