@@ -94,6 +94,12 @@ Actor authenticate(Station& station, const SecretString& token, std::string_view
     throw deny(station, os_actor(), action, "user:unknown",
                "the token is not a station token (NAME.<64 hex digits>); use the one `station user add` printed");
   const auto user = station.records().user_by_name(name);
+  if (!user || user->token_hash.empty()) {
+    // Spend the same time as for a real user, so answers do not reveal which names exist.
+    static const std::string dummy = hash_secret(std::string(64, '0'));
+    const int ignored = ::crypto_pwhash_str_verify(dummy.c_str(), secret.data(), secret.size());
+    static_cast<void>(ignored);
+  }
   if (!user || user->token_hash.empty() ||
       ::crypto_pwhash_str_verify(user->token_hash.c_str(), secret.data(), secret.size()) != 0)
     throw deny(station, os_actor(), action, "user:" + name,
