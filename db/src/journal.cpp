@@ -204,19 +204,22 @@ struct Journal::Pending {
   std::promise<Checkpoint> checkpoint;
 };
 
+void Journal::reload_tail() {
+  auto st = conn_.prepare("SELECT seq, hash, time FROM journal ORDER BY seq DESC LIMIT 1");
+  if (st.step()) {
+    last_seq_ = st.int64(0);
+    last_hash_ = st.text(1);
+    last_time_ = st.text(2);
+  } else {
+    last_seq_ = 0;
+    last_hash_ = kGenesis;
+  }
+}
+
 Journal::Journal(const std::filesystem::path& db_path, std::string station_id, CheckpointSigner* signer,
                  CheckpointPolicy policy)
     : station_id_(std::move(station_id)), signer_(signer), policy_(policy), conn_(db_path) {
-  {
-    auto st = conn_.prepare("SELECT seq, hash, time FROM journal ORDER BY seq DESC LIMIT 1");
-    if (st.step()) {
-      last_seq_ = st.int64(0);
-      last_hash_ = st.text(1);
-      last_time_ = st.text(2);
-    } else {
-      last_hash_ = kGenesis;
-    }
-  }
+  reload_tail();
   {
     auto st = conn_.prepare("SELECT coalesce(max(seq), 0) FROM checkpoints");
     st.step();
@@ -309,6 +312,9 @@ void Journal::run_batch(std::vector<Pending*>& batch) {
   std::vector<bool> failed(batch.size(), false);
   try {
     Transaction tx(conn_);
+    // Another process (a CLI command beside a running station) may have appended since:
+    // under the write lock BEGIN IMMEDIATE holds, continue from what the file says.
+    reload_tail();
     for (std::size_t k = 0; k < batch.size(); ++k) {
       Pending* p = batch[k];
       conn_.exec("SAVEPOINT entry");

@@ -194,3 +194,25 @@ TEST_F(JournalTest, JournalIsAppendOnlyThroughSql) {
 
 }  // namespace
 }  // namespace station::db
+
+namespace station::db {
+namespace {
+
+// Two writers on one file (a CLI command beside a running station) keep one chain.
+TEST(JournalProcesses, TwoJournalsOnOneFileInterleaveWithoutBreakingTheChain) {
+  test::TempDir dir;
+  const auto path = dir / "station.db";
+  { Records r(path); }
+  Journal a(path, "st-1"), b(path, "st-1");
+  for (int k = 0; k < 20; ++k) {
+    EXPECT_EQ(a.commit({"a", "note", "x", {{"k", k}}}).seq, 2 * k + 1);
+    EXPECT_EQ(b.commit({"b", "note", "x", {{"k", k}}}).seq, 2 * k + 2);
+  }
+  Records r(path, true);
+  const auto report = verify_journal(r.connection());
+  EXPECT_TRUE(report.ok) << report.reason;
+  EXPECT_EQ(report.entries, 40);
+}
+
+}  // namespace
+}  // namespace station::db

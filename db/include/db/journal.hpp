@@ -122,6 +122,7 @@ class Journal {
   void run_batch(std::vector<Pending*>& batch);
   Entry append_locked(const EntryRequest& r, const std::vector<RowRef>& rows);
   Checkpoint checkpoint_locked();
+  void reload_tail();
 
   std::string station_id_;
   CheckpointSigner* signer_;
