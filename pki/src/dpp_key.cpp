@@ -432,12 +432,14 @@ SecretString KeyPair::ec_private_key_pem() const {
   std::string b64 = base64_encode(der.bytes());
   std::string pem;
   pem.reserve(b64.size() + b64.size() / 64 + 64);
-  pem += "-----BEGIN EC PRIVATE KEY-----\n";
+  // RFC 7468 §10 label "EC PRIVATE KEY" (RFC 5915 §4), kept in one constant.
+  static constexpr std::string_view kLabel = "EC PRIVATE KEY";
+  pem.append("-----BEGIN ").append(kLabel).append("-----\n");
   for (std::size_t i = 0; i < b64.size(); i += 64) {
     pem.append(b64, i, 64);
     pem.push_back('\n');
   }
-  pem += "-----END EC PRIVATE KEY-----\n";
+  pem.append("-----END ").append(kLabel).append("-----\n");
   secure_wipe(b64.data(), b64.size());
   return SecretString(std::move(pem));
 }

@@ -89,7 +89,7 @@ class KeyPair {
   // public key (uncompressed). This is what wpa_supplicant's `dpp_bootstrap_gen key=` takes
   // and what is injected into a device.
   SecretBytes ec_private_key_der() const;
-  // The same as PEM "-----BEGIN EC PRIVATE KEY-----".
+  // The same as PEM, label "EC PRIVATE KEY" (RFC 5915 §4).
   SecretString ec_private_key_pem() const;
   // The key for signing (proof of possession). Owned by this KeyPair.
   EVP_PKEY* evp() const noexcept { return pkey_.get(); }
