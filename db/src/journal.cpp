@@ -32,26 +32,35 @@ void put(Bytes& out, std::string_view s) {
   out.insert(out.end(), s.begin(), s.end());
 }
 
+// A typed value: one field holding a type tag and the value's bytes.
+void put_tagged(Bytes& out, char tag, std::string_view value) {
+  const auto n = static_cast<std::uint32_t>(value.size() + 1);
+  out.push_back(static_cast<std::uint8_t>(n >> 24));
+  out.push_back(static_cast<std::uint8_t>(n >> 16));
+  out.push_back(static_cast<std::uint8_t>(n >> 8));
+  out.push_back(static_cast<std::uint8_t>(n));
+  out.push_back(static_cast<std::uint8_t>(tag));
+  out.insert(out.end(), value.begin(), value.end());
+}
+
 std::string real_text(double v) { return fmt::format("{:.17g}", v); }
 
 // One column of a row in the canonical encoding: name, then a type tag and the value.
 void put_column(Bytes& out, std::string_view name, sqlite3_stmt* st, int col) {
   put(out, name);
   switch (::sqlite3_column_type(st, col)) {
-    case SQLITE_INTEGER: put(out, "i" + std::to_string(::sqlite3_column_int64(st, col))); break;
-    case SQLITE_FLOAT: put(out, "r" + real_text(::sqlite3_column_double(st, col))); break;
-    case SQLITE_TEXT: {
-      std::string v = "t";
-      v.append(reinterpret_cast<const char*>(::sqlite3_column_text(st, col)),
-               static_cast<std::size_t>(::sqlite3_column_bytes(st, col)));
-      put(out, v);
+    case SQLITE_INTEGER: put_tagged(out, 'i', std::to_string(::sqlite3_column_int64(st, col))); break;
+    case SQLITE_FLOAT: put_tagged(out, 'r', real_text(::sqlite3_column_double(st, col))); break;
+    case SQLITE_TEXT:
+      put_tagged(out, 't',
+                 std::string_view(reinterpret_cast<const char*>(::sqlite3_column_text(st, col)),
+                                  static_cast<std::size_t>(::sqlite3_column_bytes(st, col))));
       break;
-    }
     case SQLITE_BLOB: {
-      std::string v = "b";
       const auto* p = static_cast<const char*>(::sqlite3_column_blob(st, col));
-      if (p != nullptr) v.append(p, static_cast<std::size_t>(::sqlite3_column_bytes(st, col)));
-      put(out, v);
+      put_tagged(out, 'b',
+                 p != nullptr ? std::string_view(p, static_cast<std::size_t>(::sqlite3_column_bytes(st, col)))
+                              : std::string_view());
       break;
     }
     default: put(out, "n"); break;
@@ -132,13 +141,13 @@ std::string row_hash_of_values(const std::vector<std::pair<std::string, nlohmann
   for (const auto& [name, v] : columns) {
     put(enc, name);
     if (v.is_null()) put(enc, "n");
-    else if (v.is_number_integer()) put(enc, "i" + std::to_string(v.get<std::int64_t>()));
-    else if (v.is_number_float()) put(enc, "r" + real_text(v.get<double>()));
-    else if (v.is_string()) put(enc, "t" + v.get<std::string>());
+    else if (v.is_number_integer()) put_tagged(enc, 'i', std::to_string(v.get<std::int64_t>()));
+    else if (v.is_number_float()) put_tagged(enc, 'r', real_text(v.get<double>()));
+    else if (v.is_string()) put_tagged(enc, 't', v.get<std::string>());
     else if (v.is_object() && v.contains("b64")) {
       const auto b = base64_decode(v.at("b64").get<std::string>());
       if (!b) throw Error(Errc::parse_error, "bad base64 in a row value");
-      put(enc, "b" + to_string(*b));
+      put_tagged(enc, 'b', to_string(*b));
     } else {
       throw Error(Errc::parse_error, "unsupported row value for column " + name);
     }
