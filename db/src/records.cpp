@@ -181,36 +181,6 @@ std::optional<DeviceRecord> Records::device_by_serial(const std::string& serial)
   return d;
 }
 
-std::vector<IdentityRecord> Records::identities_of(std::int64_t device_id) {
-  auto st = conn_.prepare(
-      "SELECT id, device_id, cert_serial, cert_sha256, cert_der, issuer_key_id, profile, public_key, pkhash, dpp_uri, "
-      "key_mode, status, operator, created FROM identities WHERE device_id = ? ORDER BY id");
-  st.bind(1, device_id);
-  std::vector<IdentityRecord> out;
-  while (st.step()) {
-    IdentityRecord i;
-    i.id = st.int64(0);
-    i.device_id = st.int64(1);
-    i.cert_serial = st.text(2);
-    i.cert_sha256 = st.text(3);
-    i.cert_der = st.blob(4);
-    i.issuer_key_id = st.text(5);
-    i.profile = st.text(6);
-    i.public_key = st.blob(7);
-    i.pkhash = st.text(8);
-    i.dpp_uri = st.opt_text(9);
-    i.key_mode = st.text(10);
-    i.status = st.text(11);
-    i.op = st.text(12);
-    i.created = st.text(13);
-    out.push_back(std::move(i));
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------
-// Schema v2: users and the CA lifecycle.
-
 namespace {
 
 constexpr const char* kIdentityColumns =
@@ -235,6 +205,21 @@ IdentityRecord read_identity(const Statement& st) {
   i.created = st.text(13);
   return i;
 }
+
+}  // namespace
+
+std::vector<IdentityRecord> Records::identities_of(std::int64_t device_id) {
+  auto st = conn_.prepare(std::string("SELECT ") + kIdentityColumns + " FROM identities i WHERE i.device_id = ? ORDER BY i.id");
+  st.bind(1, device_id);
+  std::vector<IdentityRecord> out;
+  while (st.step()) out.push_back(read_identity(st));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------
+// Schema v2: users and the CA lifecycle.
+
+namespace {
 
 ProposalRecord read_proposal(const Statement& st) {
   ProposalRecord p;

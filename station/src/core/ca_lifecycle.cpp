@@ -69,25 +69,6 @@ std::string random_ref() {
   return hex_encode(ByteView(r, sizeof r));
 }
 
-db::CaRecord ca_record(const Bytes& der, const std::string& role, const std::string& key_label,
-                       const std::string& issuer_key_id) {
-  const auto info = pki::describe_certificate(der);
-  db::CaRecord r;
-  r.role = role;
-  r.status = "active";
-  r.subject = info.subject;
-  r.issuer = info.issuer;
-  r.serial = info.serial;
-  r.not_before = info.not_before;
-  r.not_after = info.not_after;
-  r.key_id = info.key_id;
-  r.key_label = key_label;
-  r.sha256 = info.sha256;
-  r.issuer_key_id = issuer_key_id;
-  r.der = der;
-  return r;
-}
-
 nlohmann::json ca_json(const db::CaRecord& r) {
   return {{"role", r.role}, {"key_id", r.key_id}, {"key_label", r.key_label}, {"subject", r.subject},
           {"serial", r.serial}, {"sha256", r.sha256}, {"issuer_key_id", r.issuer_key_id}, {"not_after", r.not_after}};

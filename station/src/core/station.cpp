@@ -69,24 +69,6 @@ std::string new_station_id() {
   return h + "-" + hex_encode(ByteView(r, sizeof r));
 }
 
-db::CaRecord ca_record(const Bytes& der, const std::string& role, const std::string& key_label,
-                       const std::string& issuer_key_id) {
-  const auto info = pki::describe_certificate(der);
-  db::CaRecord r;
-  r.role = role;
-  r.status = "active";
-  r.subject = info.subject;
-  r.issuer = info.issuer;
-  r.serial = info.serial;
-  r.not_before = info.not_before;
-  r.not_after = info.not_after;
-  r.key_id = info.key_id;
-  r.key_label = key_label;
-  r.sha256 = info.sha256;
-  r.issuer_key_id = issuer_key_id;
-  r.der = der;
-  return r;
-}
 
 // Undoes what init created if it does not finish.
 class Rollback {
@@ -105,6 +87,25 @@ class Rollback {
 };
 
 }  // namespace
+
+db::CaRecord ca_record(const Bytes& der, const std::string& role, const std::string& key_label,
+                       const std::string& issuer_key_id) {
+  const auto info = pki::describe_certificate(der);
+  db::CaRecord r;
+  r.role = role;
+  r.status = "active";
+  r.subject = info.subject;
+  r.issuer = info.issuer;
+  r.serial = info.serial;
+  r.not_before = info.not_before;
+  r.not_after = info.not_after;
+  r.key_id = info.key_id;
+  r.key_label = key_label;
+  r.sha256 = info.sha256;
+  r.issuer_key_id = issuer_key_id;
+  r.der = der;
+  return r;
+}
 
 std::string os_user() {
   const passwd* pw = ::getpwuid(::geteuid());

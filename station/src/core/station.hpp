@@ -35,6 +35,10 @@ struct InitResult {
 // hierarchy; on failure removes what it created (a half-made token is never left).
 InitResult init_station(const InitOptions& options);
 
+// A CA certificate's record (status active), its fields read from the certificate.
+db::CaRecord ca_record(const Bytes& der, const std::string& role, const std::string& key_label,
+                       const std::string& issuer_key_id);
+
 // The acting user recorded in the journal: until users exist, the operating-system user.
 std::string os_user();
 
