@@ -1,5 +1,7 @@
 #include "db/journal.hpp"
 
+#include <sqlite3.h>
+
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
@@ -13,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "common/ossl.hpp"
+#include "db/highwater.hpp"
 #include "db/records.hpp"
 #include "internal/problems.hpp"
 
@@ -425,6 +428,19 @@ Checkpoint Journal::checkpoint_locked() {
   st.bind(1, cp.seq).bind(2, cp.hash).bind(3, cp.time).bind(4, cp.station_id).bind(5, ByteView(cp.signature));
   st.bind(6, cp.signer_sha256);
   st.run();
+  // The counters' high-water marks beside the database (db/highwater.hpp). Never lowered:
+  // a database restored from a backup must not overwrite the marks it is behind.
+  if (const char* name = ::sqlite3_db_filename(conn_.raw(), "main"); name != nullptr && *name != '\0') {
+    const auto file = highwater_path(name);
+    HighWater marks{cp.station_id, cp.seq, cp.hash, cp.time, read_counters(conn_)};
+    if (const auto old = read_highwater(file)) {
+      for (const auto& [prefix, mark] : old->counters) {
+        auto& m = marks.counters[prefix];
+        m = std::max(m, mark);
+      }
+    }
+    write_highwater(file, marks);
+  }
   last_checkpoint_seq_ = cp.seq;
   last_checkpoint_at_ = std::chrono::steady_clock::now();
   return cp;

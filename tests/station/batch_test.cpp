@@ -4,6 +4,7 @@
 #include <set>
 
 #include "core/batches.hpp"
+#include "db/highwater.hpp"
 #include "station_dir.hpp"
 
 namespace station::test {
@@ -133,6 +134,93 @@ TEST_F(Batches, BadSettingsAreRefusedByName) {
   EXPECT_NE(open({"--quantity", "5", "--mac-source", "pool:zz"}).err.find("batch MAC source"), std::string::npos);
   EXPECT_NE(open({"--quantity", "5", "--profile", "nope"}).err.find("no certificate profile 'nope'"), std::string::npos);
   EXPECT_NE(open({"--quantity", "5", "--serial-pattern", "X"}).err.find("needs a {seq}"), std::string::npos);
+}
+
+TEST_F(Batches, PoolMacsCountPerOuiAndStopWhenThePoolIsUsedUp) {
+  core::Station station(st_.data(), std::nullopt);
+  auto s = settings("P-{seq:04}");
+  s.mac_source = "pool:02a0b1:0000fe-0000ff";
+  const auto a = core::open_batch(station, "WO-A", s, "tester");
+  const auto b = core::open_batch(station, "WO-B", s, "tester");
+  auto mac = [&](const core::Batch& batch) {
+    std::string m;
+    station.journal().commit({"tester", "mac.reserved", "batch:" + batch.name, {}}, [&](db::Connection& c) {
+      auto [value, row] = core::next_mac(c, batch);
+      m = value;
+      return std::vector<db::RowRef>{row};
+    });
+    return m;
+  };
+  EXPECT_EQ(mac(a), "02a0b10000fe");
+  EXPECT_EQ(mac(b), "02a0b10000ff");  // the other batch continues the OUI's counter
+  try {
+    mac(a);
+    FAIL() << "a MAC outside the pool was handed out";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::constraint_violation);
+    EXPECT_NE(std::string(e.what()).find("used up"), std::string::npos) << e.what();
+  }
+}
+
+// A database restored from an older backup must not hand out serials or MACs again.
+TEST_F(Batches, ARestoredBackupRefusesToAllocateUntilCountersAreRaisedAboveTheMarks) {
+  const auto db = st_.data() / "station.db";
+  const auto backup = st_.data().parent_path() / "backup.db";
+  std::string before_restore;
+  {
+    core::Station station(st_.data(), std::nullopt);
+    auto s = settings("R-{seq:04}");
+    s.mac_source = "pool:02a0b1:000000-0000ff";
+    const auto a = core::open_batch(station, "WO-R", s, "tester");
+    reserve(station, a);
+    reserve(station, a);
+    const auto r = run({station_bin(), "db", "backup", "--data", st_.data().string(), "--out", backup.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (int k = 0; k < 3; ++k) before_restore = reserve(station, a);
+    EXPECT_EQ(before_restore, "R-0005");
+    station.journal().checkpoint();  // exports the marks beside the database
+  }
+  const auto marks = db::read_highwater(db::highwater_path(db));
+  ASSERT_TRUE(marks);
+  EXPECT_EQ(marks->counters.at("R-{seq}"), 6);
+
+  // The operator restores the backup (the station is stopped).
+  std::filesystem::copy_file(backup, db, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::remove(db.string() + "-wal");
+  std::filesystem::remove(db.string() + "-shm");
+  {
+    core::Station station(st_.data(), std::nullopt);
+    const auto a = core::find_batch(station, "WO-R");
+    ASSERT_TRUE(a);
+    try {
+      reserve(station, *a);
+      FAIL() << "a restored database handed out a serial again";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::tampered);
+      EXPECT_NE(std::string(e.what()).find("R-{seq}: 3 < 6"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("station db resume-after-restore"), std::string::npos) << e.what();
+    }
+    // A checkpoint signed by the restored database does not lower the marks.
+    station.journal().checkpoint();
+  }
+  EXPECT_EQ(db::read_highwater(db::highwater_path(db))->counters.at("R-{seq}"), 6);
+
+  const auto r = run({station_bin(), "db", "resume-after-restore", "--data", st_.data().string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("raised R-{seq}: 3 -> 6"), std::string::npos) << r.out;
+  core::Station station(st_.data(), std::nullopt);
+  const auto a = core::find_batch(station, "WO-R");
+  EXPECT_EQ(reserve(station, *a), "R-0006");  // never R-0003..R-0005 again
+  {
+    auto st = station.records().connection().prepare(
+        "SELECT count(*) FROM journal WHERE action = 'db.resumed_after_restore' AND details LIKE '%\"marks_seq\"%'");
+    st.step();
+    EXPECT_EQ(st.int64(0), 1);
+  }
+  const auto q = run({station_bin(), "audit", "verify", "--data", st_.data().string()});
+  EXPECT_EQ(q.exit_code, 0) << q.out << q.err;
+  const auto again = run({station_bin(), "db", "resume-after-restore", "--data", st_.data().string()});
+  EXPECT_NE(again.out.find("nothing to raise"), std::string::npos) << again.out;
 }
 
 }  // namespace

@@ -26,7 +26,9 @@ class Connection {
   explicit Connection(const std::filesystem::path& path, bool read_only = false);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
-  Connection(Connection&& other) noexcept : db_(other.db_) { other.db_ = nullptr; }
+  Connection(Connection&& other) noexcept : above_highwater(other.above_highwater), db_(other.db_) {
+    other.db_ = nullptr;
+  }
   ~Connection();
 
   sqlite3* raw() const noexcept { return db_; }
@@ -34,6 +36,10 @@ class Connection {
   Statement prepare(const std::string& sql);
   std::int64_t last_insert_rowid() const noexcept { return ::sqlite3_last_insert_rowid(db_); }
   int user_version();
+
+  // Set by db::require_above_highwater once this connection's counters were found above
+  // their marks (counters only grow, so the check is made once per connection).
+  bool above_highwater = false;
 
  private:
   sqlite3* db_ = nullptr;

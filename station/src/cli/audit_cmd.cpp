@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.hpp"
+#include "core/batches.hpp"
 #include "core/station.hpp"
 #include "db/audit.hpp"
 #include "pki/x509.hpp"
@@ -251,7 +252,7 @@ void register_audit(CLI::App& app, Context& ctx) {
 }
 
 void register_db(CLI::App& app, Context& /*ctx*/) {
-  auto* dbcmd = app.add_subcommand("db", "The station database: backup");
+  auto* dbcmd = app.add_subcommand("db", "The station database: backup, resume-after-restore");
   dbcmd->require_subcommand(1);
   struct BackupOptions {
     Common common;
@@ -268,6 +269,30 @@ void register_db(CLI::App& app, Context& /*ctx*/) {
     st.bind(1, b->out.string());
     st.run();
     std::cout << "backup written to " << b->out.string() << "\n";
+  });
+
+  struct ResumeOptions {
+    Common common;
+    std::optional<fs::path> marks;
+    std::optional<fs::path> token_file;
+  };
+  auto r = std::make_shared<ResumeOptions>();
+  auto* resume = dbcmd->add_subcommand(
+      "resume-after-restore", "After restoring an older backup: raise serial/MAC counters above the last checkpoint's "
+                              "high-water marks (journaled), so no number is handed out twice");
+  add_common(resume, r->common);
+  resume->add_option("--marks", r->marks, "High-water file (default: the one beside the database)");
+  resume->add_option("--token-file", r->token_file, "A security officer's token (or STATION_TOKEN)");
+  resume->callback([r] {
+    core::Station station(r->common.data, r->common.config);
+    const auto actor = acting_user(station, r->token_file, {"officer"}, "db.resume_after_restore");
+    const auto raised = core::resume_after_restore(station, actor, r->marks);
+    if (raised.empty()) {
+      std::cout << "counters are at or above the high-water marks; nothing to raise\n";
+      return;
+    }
+    for (const auto& line : raised) std::cout << "raised " << line << "\n";
+    std::cout << "allocation may go on: no serial or MAC below the marks will be handed out again\n";
   });
 }
 

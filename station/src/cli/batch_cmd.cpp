@@ -31,19 +31,8 @@ void add_common(CLI::App* cmd, Common& c) {
   cmd->add_flag("--json", c.json, "Print JSON");
 }
 
-// Who acts: the token's user when one is given; until the station has users, the
-// operating-system user (DESIGN.md); once it has users, a token is required.
 std::string acting_user(core::Station& station, const Common& c, std::string_view action) {
-  if (c.token_file || std::getenv("STATION_TOKEN") != nullptr) {
-    const core::TokenSource token{c.token_file};
-    return core::authorize(station, token, {"operator", "officer"}, action).name;
-  }
-  auto st = station.records().connection().prepare("SELECT count(*) FROM users");
-  st.step();
-  if (st.int64(0) > 0)
-    throw Error(Errc::permission_denied,
-                fmt::format("{}: this station has users; give your token with --token-file FILE or STATION_TOKEN", action));
-  return core::os_user();
+  return cli::acting_user(station, c.token_file, {"operator", "officer"}, action);
 }
 
 void print(const core::Batch& b, bool json) {

@@ -10,6 +10,16 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
+#include <initializer_list>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace station::core {
+class Station;
+}
+
 namespace station::cli {
 
 struct Context {
@@ -26,5 +36,11 @@ void register_dpp(CLI::App& app, Context& ctx);     // station dpp parse|gen
 void register_fixture(CLI::App& app, Context& ctx); // station fixture probe
 void register_label(CLI::App& app, Context& ctx);   // station label render|print
 void register_user(CLI::App& app, Context& ctx);    // station user add
+
+// Who acts: the token's user (--token-file FILE or STATION_TOKEN) when one is given, who
+// must hold one of `roles`; until the station has users, the operating-system user
+// (DESIGN.md); once it has users, a token is required.
+std::string acting_user(core::Station& station, const std::optional<std::filesystem::path>& token_file,
+                        std::initializer_list<std::string_view> roles, std::string_view action);
 
 }  // namespace station::cli

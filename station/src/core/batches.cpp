@@ -1,5 +1,7 @@
 #include "core/batches.hpp"
 
+#include "db/highwater.hpp"
+
 #include <ctime>
 #include <fstream>
 
@@ -201,7 +203,47 @@ Batch set_batch_state(Station& station, const std::string& name, const std::stri
   return *find_batch(station, name);
 }
 
+namespace {
+
+// Takes the counter `key` (starting at `first`) and advances it; returns the value and the row.
+std::pair<std::int64_t, db::RowRef> take_counter(db::Connection& conn, const std::string& key, std::int64_t first) {
+  std::int64_t next = first;
+  {
+    auto st = conn.prepare("SELECT next FROM serial_counters WHERE prefix = ?");
+    st.bind(1, key);
+    if (st.step()) next = std::max(first, st.int64(0));
+  }
+  auto up = conn.prepare(
+      "INSERT INTO serial_counters(prefix, next) VALUES(?, ?) ON CONFLICT(prefix) DO UPDATE SET next = excluded.next "
+      "RETURNING rowid");
+  up.bind(1, key).bind(2, next + 1);
+  up.step();
+  return {next, db::RowRef{"serial_counters", up.int64(0)}};
+}
+
+}  // namespace
+
+std::pair<std::string, db::RowRef> next_mac(db::Connection& conn, const Batch& batch) {
+  const std::string& source = batch.settings.mac_source;
+  if (source.rfind("pool:", 0) != 0)
+    throw Error(Errc::invalid_argument, fmt::format("batch {} takes MACs from the device, not a pool", batch.name));
+  db::require_above_highwater(conn);
+  // pool:OUI:FIRST-LAST (validated when the batch opened). The counter is per OUI, so two
+  // batches drawing from one OUI never hand out one address.
+  const std::string oui = source.substr(5, 6);
+  const auto first = std::stoll(source.substr(12, 6), nullptr, 16);
+  const auto last = std::stoll(source.substr(19, 6), nullptr, 16);
+  const auto [value, row] = take_counter(conn, "mac:" + oui, first);
+  if (value > last)
+    throw Error(Errc::constraint_violation,
+                fmt::format("batch {}: the MAC pool {} is used up (next would be {}{:06x}); open the batch again with "
+                            "a new range",
+                            batch.name, source, oui, value));
+  return {fmt::format("{}{:06x}", oui, value), row};
+}
+
 std::pair<std::string, db::RowRef> next_serial(db::Connection& conn, const Batch& batch) {
+  db::require_above_highwater(conn);
   const auto stored = [&] {
     auto st = conn.prepare("SELECT settings FROM batches WHERE id = ?");
     st.bind(1, batch.id);
@@ -214,21 +256,8 @@ std::pair<std::string, db::RowRef> next_serial(db::Connection& conn, const Batch
   p.width = stored.value("width", 0);
   // The counter is per rendered prefix (and suffix), shared by every batch that renders
   // the same text, so two batches never hand out one serial.
-  const std::string key = p.prefix + "{seq}" + p.suffix;
-  std::int64_t next = 1;
-  {
-    auto st = conn.prepare("SELECT next FROM serial_counters WHERE prefix = ?");
-    st.bind(1, key);
-    if (st.step()) next = st.int64(0);
-  }
-  auto up = conn.prepare(
-      "INSERT INTO serial_counters(prefix, next) VALUES(?, ?) ON CONFLICT(prefix) DO UPDATE SET next = excluded.next");
-  up.bind(1, key).bind(2, next + 1);
-  up.run();
-  auto id = conn.prepare("SELECT rowid FROM serial_counters WHERE prefix = ?");
-  id.bind(1, key);
-  id.step();
-  return {p.render(next), db::RowRef{"serial_counters", id.int64(0)}};
+  const auto [next, row] = take_counter(conn, p.prefix + "{seq}" + p.suffix, 1);
+  return {p.render(next), row};
 }
 
 CloseResult close_batch(Station& station, const std::string& name, const std::filesystem::path& manifest,
@@ -280,6 +309,52 @@ nlohmann::json to_json(const Batch& b) {
           {"in_flight", b.counts.in_flight},
           {"created", b.created},
           {"closed", b.closed ? nlohmann::json(*b.closed) : nlohmann::json(nullptr)}};
+}
+
+}  // namespace station::core
+
+namespace station::core {
+
+std::vector<std::string> resume_after_restore(Station& station, const std::string& actor,
+                                              const std::optional<std::filesystem::path>& marks_file) {
+  const auto db_file = station.config().resolve(station.config().database);
+  const auto file = marks_file ? *marks_file : db::highwater_path(db_file);
+  const auto marks = db::read_highwater(file);
+  if (!marks)
+    throw Error(Errc::not_found, fmt::format("no high-water marks at {}; give the copy kept with your last audit export "
+                                             "with --marks FILE",
+                                             file.string()));
+  std::vector<std::string> raised;
+  nlohmann::json details = {{"marks_file", file.string()},
+                            {"marks_seq", marks->seq},
+                            {"marks_hash", marks->hash},
+                            {"marks_time", marks->time},
+                            {"raised", nlohmann::json::object()}};
+  {
+    const std::lock_guard lock(station.mutex());
+    const auto now = db::read_counters(station.records().connection());
+    for (const auto& [prefix, mark] : marks->counters) {
+      const auto it = now.find(prefix);
+      const std::int64_t have = it == now.end() ? 0 : it->second;
+      if (have >= mark) continue;
+      raised.push_back(fmt::format("{}: {} -> {}", prefix, have, mark));
+      details["raised"][prefix] = {have, mark};
+    }
+  }
+  if (raised.empty()) return raised;
+  station.journal().commit({actor, "db.resumed_after_restore", "database", details}, [&](db::Connection& conn) {
+    std::vector<db::RowRef> rows;
+    for (const auto& [prefix, mark] : marks->counters) {
+      auto up = conn.prepare(
+          "INSERT INTO serial_counters(prefix, next) VALUES(?, ?) ON CONFLICT(prefix) DO UPDATE SET "
+          "next = max(next, excluded.next) RETURNING rowid");
+      up.bind(1, prefix).bind(2, mark);
+      up.step();
+      rows.push_back({"serial_counters", up.int64(0)});
+    }
+    return rows;
+  });
+  return raised;
 }
 
 }  // namespace station::core

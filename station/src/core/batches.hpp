@@ -69,7 +69,12 @@ std::vector<Batch> list_batches(Station& station);
 // Reserves the next serial for the batch: takes the counter for its prefix and advances it
 // inside `conn` (call from a journal mutation so the reservation and its record commit
 // together). Returns the serial and the counter row it changed.
+// Refuses (Errc::tampered, with the fix) while the database is behind its high-water marks
+// (db/highwater.hpp: restored from an older backup).
 std::pair<std::string, db::RowRef> next_serial(db::Connection& conn, const Batch& batch);
+// The next MAC (12 lowercase hex digits) of a batch whose mac_source is a pool; the counter
+// is per OUI. Errc::constraint_violation when the pool is used up. Same restore guard.
+std::pair<std::string, db::RowRef> next_mac(db::Connection& conn, const Batch& batch);
 
 // Closes a batch: reconciles done/failed/voided against the quantity and writes the
 // customer manifest (an audit bundle of the batch, signed with the audit key, verifiable
@@ -83,5 +88,17 @@ CloseResult close_batch(Station& station, const std::string& name, const std::fi
                         const std::string& actor);
 
 nlohmann::json to_json(const Batch& b);
+
+}  // namespace station::core
+
+namespace station::core {
+
+// After a restore from an older backup: raises every serial/MAC counter that is below the
+// high-water marks (the file beside the database, or `marks_file`, e.g. a copy kept with
+// an audit export) to its mark, journaled ("db.resumed_after_restore", with the checkpoint
+// the marks came from), so allocation can go on without repeating a number. Returns the
+// counters raised ("prefix: from -> to"); empty when none was behind.
+std::vector<std::string> resume_after_restore(Station& station, const std::string& actor,
+                                              const std::optional<std::filesystem::path>& marks_file);
 
 }  // namespace station::core

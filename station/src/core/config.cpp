@@ -2,6 +2,8 @@
 
 #include <toml++/toml.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cstdlib>
 #include <set>
 #include <sstream>
@@ -9,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "common/error.hpp"
+#include "labels/template_config.hpp"
 
 namespace station::core {
 namespace {
@@ -52,6 +55,14 @@ class Section {
 
   void string(const std::string& key, std::string& out) {
     if (auto v = get<std::string>(key)) out = *v;
+  }
+  void boolean(const std::string& key, bool& out) {
+    seen_.insert(key);
+    if (table_ == nullptr) return;
+    const toml::node* node = table_->get(key);
+    if (node == nullptr) return;
+    if (!node->is_boolean()) fail(key, "must be true or false");
+    out = node->value<bool>().value_or(false);
   }
   void integer(const std::string& key, int& out, int lo, int hi) {
     if (auto v = get<std::int64_t>(key)) {
@@ -108,6 +119,17 @@ const pki::CertProfile& StationConfig::profile(const std::string& name) const {
   return it->second;
 }
 
+labels::Template StationConfig::label_template(const std::string& name) const {
+  if (auto it = templates.find(name); it != templates.end()) return it->second;
+  for (const auto& b : labels::builtin_template_names())
+    if (b == name) return labels::builtin_template(name);
+  std::string known;
+  for (const auto& [k, v] : templates) known += k + ", ";
+  for (const auto& b : labels::builtin_template_names()) known += b + ", ";
+  throw Error(Errc::config_error, fmt::format("{}: label template '{}' is not defined (known: {})", config_file.string(),
+                                              name, known.substr(0, known.size() - 2)));
+}
+
 pki::HsmConfig StationConfig::hsm_config() const {
   pki::HsmConfig c;
   c.module = hsm.module;
@@ -135,7 +157,8 @@ StationConfig load_config(const std::filesystem::path& file) {
   c.config_file = std::filesystem::absolute(file);
   c.data_dir = c.config_file.parent_path();
 
-  static const std::set<std::string> kSections = {"station", "hsm", "ca", "database", "issue", "profiles"};
+  static const std::set<std::string> kSections = {"station",  "hsm",  "ca",       "database",  "issue", "profiles",
+                                                  "fixtures", "line", "http", "printers", "templates"};
   for (const auto& [k, v] : root) {
     const std::string key(k.str());
     if (kSections.count(key) == 0)
@@ -208,6 +231,82 @@ StationConfig load_config(const std::filesystem::path& file) {
     }
   }
   if (c.profiles.empty()) c.profiles.emplace("device", pki::CertProfile{});
+
+  const std::string where = file.string() + ": ";
+  auto config_error = [&](const Error& e) { return Error(Errc::config_error, where + e.what()); };
+  try {
+    if (const toml::table* t = sub_table(root, "printers", file)) c.printers = labels::printers_from_toml(*t);
+    if (const toml::table* t = sub_table(root, "templates", file)) c.templates = labels::templates_from_toml(*t);
+  } catch (const Error& e) {
+    throw config_error(e);
+  }
+
+  Section line(sub_table(root, "line", file), "line", file);
+  line.string("printer", c.line.printer);
+  line.string("batch", c.line.batch);
+  line.integer("poll_ms", c.line.poll_ms, 10, 60000);
+  line.boolean("scan_back", c.line.scan_back);
+  if (auto v = line.get<std::string>("scan_dir")) c.line.scan_dir = *v;
+  if (auto v = line.get<std::string>("crl_dir")) c.line.crl_dir = *v;
+  line.integer("hsm_retry_ms", c.line.hsm_retry_ms, 10, 600000);
+  line.finish();
+  if (!c.line.printer.empty() && c.printers.count(c.line.printer) == 0)
+    line.fail("printer", fmt::format("names printer '{}', which is not in [printers]", c.line.printer));
+
+  Section http(sub_table(root, "http", file), "http", file);
+  http.string("listen", c.http.listen);
+  http.boolean("tls", c.http.tls);
+  int body_limit = static_cast<int>(c.http.body_limit);
+  http.integer("body_limit", body_limit, 1024, 16 * 1024 * 1024);
+  c.http.body_limit = static_cast<std::size_t>(body_limit);
+  http.integer("read_timeout_ms", c.http.read_timeout_ms, 100, 600000);
+  http.integer("max_connections", c.http.max_connections, 1, 10000);
+  http.finish();
+
+  if (const toml::table* fixtures = sub_table(root, "fixtures", file)) {
+    std::set<std::string> ports;
+    for (const auto& [k, v] : *fixtures) {
+      const std::string key(k.str());
+      int number = 0;
+      const auto r = std::from_chars(key.data(), key.data() + key.size(), number);
+      if (key.empty() || r.ec != std::errc() || r.ptr != key.data() + key.size() || number < 1 || number > 999)
+        throw Error(Errc::config_error, fmt::format("{}: [fixtures.{}]: fixtures are numbered 1 to 999, e.g. "
+                                                    "[fixtures.3]", file.string(), key));
+      if (!v.is_table()) throw Error(Errc::config_error, fmt::format("{}: fixtures.{} must be a table", file.string(), key));
+      Section f(v.as_table(), "fixtures." + key, file);
+      FixtureSection fx;
+      fx.number = number;
+      fx.link.name = "fixture " + std::to_string(number);
+      f.string("transport", fx.link.transport);
+      f.string("port", fx.link.port);
+      int baud = static_cast<int>(fx.link.baud);
+      f.integer("baud", baud, 300, 12000000);
+      fx.link.baud = static_cast<unsigned>(baud);
+      int hello_ms = static_cast<int>(fx.link.timeouts.hello.count());
+      int command_ms = static_cast<int>(fx.link.timeouts.command.count());
+      int slow_ms = static_cast<int>(fx.link.timeouts.slow.count());
+      f.integer("hello_timeout_ms", hello_ms, 10, 60000);
+      f.integer("command_timeout_ms", command_ms, 10, 60000);
+      f.integer("slow_timeout_ms", slow_ms, 10, 600000);
+      fx.link.timeouts.hello = std::chrono::milliseconds(hello_ms);
+      fx.link.timeouts.command = std::chrono::milliseconds(command_ms);
+      fx.link.timeouts.slow = std::chrono::milliseconds(slow_ms);
+      f.integer("retries", fx.link.retries, 0, 20);
+      f.string("printer", fx.printer);
+      f.finish();
+      if (fx.link.transport != "serial" && fx.link.transport != "usb")
+        f.fail("transport", "must be \"serial\" or \"usb\"");
+      if (fx.link.port.empty())
+        f.fail("port", fx.link.transport == "usb" ? "is required (VID:PID[@BUS-PORT], e.g. 1209:0001@1-4)"
+                                                  : "is required (a serial device, e.g. /dev/serial/by-path/...)");
+      if (!ports.insert(fx.link.transport + ":" + fx.link.port).second)
+        f.fail("port", fmt::format("{} is already used by another fixture", fx.link.port));
+      if (!fx.printer.empty() && c.printers.count(fx.printer) == 0)
+        f.fail("printer", fmt::format("names printer '{}', which is not in [printers]", fx.printer));
+      c.fixtures.push_back(std::move(fx));
+    }
+    std::sort(c.fixtures.begin(), c.fixtures.end(), [](const auto& a, const auto& b) { return a.number < b.number; });
+  }
   if (c.profiles.count(c.default_profile) == 0)
     issue.fail("default_profile", fmt::format("names profile '{}', which is not defined", c.default_profile));
   return c;

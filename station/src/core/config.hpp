@@ -9,6 +9,9 @@
 #include <optional>
 #include <string>
 
+#include "fixtures/fixture.hpp"
+#include "labels/printer_config.hpp"
+#include "labels/template.hpp"
 #include "pki/x509.hpp"
 
 namespace station::core {
@@ -31,6 +34,33 @@ struct CaSection {
   int issuing_validity_days = 3650;
 };
 
+// [fixtures.N]: one fixture of the line (N = 1, 2, ...: the number on its label and tile).
+struct FixtureSection {
+  int number = 0;
+  fixtures::FixtureConfig link;   // link.name is "fixture N"
+  std::string printer;            // a [printers] name; empty: the line's printer
+};
+
+// [line]: how `station serve` drives the fixtures.
+struct LineSection {
+  std::string printer;            // default [printers] name; empty: ZPL files in DIR/labels
+  std::string batch;              // the batch fixtures work on; empty: the only open batch
+  int poll_ms = 250;              // how often an empty fixture is asked HELLO
+  bool scan_back = false;         // require a decoded label image to match before `labelled`
+  std::filesystem::path scan_dir = "scans";  // where the scanner drops <serial>.png images
+  std::filesystem::path crl_dir = "crl";     // CRLs published here, re-signed before nextUpdate
+  int hsm_retry_ms = 1000;        // while the HSM is unavailable, how often to retry
+};
+
+// [http]: the API and the operator's page.
+struct HttpSection {
+  std::string listen = "127.0.0.1:8080";
+  bool tls = false;               // serve HTTPS with a certificate from the station's own CA
+  std::size_t body_limit = 64 * 1024;
+  int read_timeout_ms = 10000;
+  int max_connections = 64;
+};
+
 struct StationConfig {
   std::filesystem::path data_dir;                  // folder of the config file
   std::filesystem::path config_file;
@@ -40,6 +70,14 @@ struct StationConfig {
   std::filesystem::path database = "station.db";
   std::string default_profile = "device";
   std::map<std::string, pki::CertProfile> profiles;
+  std::vector<FixtureSection> fixtures;            // sorted by number
+  LineSection line;
+  HttpSection http;
+  std::map<std::string, labels::PrinterConfig> printers;
+  std::map<std::string, labels::Template> templates;  // besides the built-in ones
+
+  // A template by name: configured ones first, then built-ins. Errc::config_error if unknown.
+  labels::Template label_template(const std::string& name) const;
 
   std::filesystem::path resolve(const std::filesystem::path& p) const {
     return p.is_absolute() ? p : data_dir / p;

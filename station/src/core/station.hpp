@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -68,9 +69,14 @@ class Station {
   // The journal, with the HSM audit key as checkpoint signer.
   db::Journal& journal();
   db::CheckpointSigner& audit_signer();
+  // Serializes threads that share this Station's records() connection and its lazy
+  // opening of the HSM and journal (the pipeline and the HTTP API run on several threads;
+  // journal() and hsm() themselves are thread-safe once open).
+  std::recursive_mutex& mutex() noexcept { return mutex_; }
 
  private:
   StationConfig config_;
+  std::recursive_mutex mutex_;
   std::unique_ptr<db::Records> records_;
   std::unique_ptr<pki::Hsm> hsm_;
   std::unique_ptr<HsmCheckpointSigner> signer_;

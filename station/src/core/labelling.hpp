@@ -1,0 +1,36 @@
+// Device labels: rendering a device's label from its record (its batch's template, the
+// fixture it was provisioned on), sending it to a printer, recording the print in `labels`
+// and the journal; reprints on demand.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "core/station.hpp"
+#include "labels/label.hpp"
+
+namespace station::core {
+
+// The label data of a device from its records (Errc::not_found if no such serial).
+labels::LabelData device_label_data(Station& station, const std::string& serial);
+
+struct PrintOutcome {
+  std::string printer;   // the printer's name, or "files" (ZPL written under DIR/labels)
+  std::string status;    // printed | failed
+  std::string detail;    // the printer's answer or the failure in plain words
+  std::int64_t label_id = 0;
+};
+
+// Prints the device's label on `printer` (a [printers] name; empty: the fixture's or the
+// line's printer, else ZPL files under DIR/labels) and records it (labels row + journal
+// entry "label.printed" or, with reprint, "label.reprinted" by actor). Thread-safe.
+PrintOutcome print_device_label(Station& station, const std::string& serial, const std::string& actor,
+                                bool reprint, const std::optional<std::string>& printer = std::nullopt);
+
+// For POST /api/devices/{serial}/reprint: print_device_label(..., reprint=true) as JSON
+// {"serial", "printer", "status", "detail", "label_id"}.
+nlohmann::json reprint_label(Station& station, const std::string& serial, const std::string& actor);
+
+}  // namespace station::core
