@@ -9,12 +9,26 @@
 #include <umockdev.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstddef>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <deque>
+#include <filesystem>
+#include <functional>
+#include <future>
 #include <list>
+#include <map>
 #include <mutex>
+#include <optional>
+#include <sstream>
+#include <thread>
+#include <utility>
 
+#include "fixtures/usb_watch.hpp"
 #include "simdevice/device.hpp"
 #include "support.hpp"
 
@@ -31,6 +45,13 @@ struct UsbFaults {
   long long silent_after = -1;   // then the device never answers again (timeouts)
 };
 
+// Whether this process runs under umockdev's preload library. (umockdev_in_mock_environment()
+// cannot tell before a testbed exists, and caches its first answer.)
+bool under_umockdev_preload() {
+  const char* preload = std::getenv("LD_PRELOAD");
+  return preload != nullptr && std::strstr(preload, "libumockdev-preload") != nullptr;
+}
+
 class EmulatedUsbDevice {
  public:
   EmulatedUsbDevice(const std::filesystem::path& flash, UsbFaults faults, bool plugged = true)
@@ -38,7 +59,19 @@ class EmulatedUsbDevice {
     testbed_ = umockdev_testbed_new();
     handler_ = umockdev_ioctl_base_new();
     g_signal_connect(handler_, "handle-ioctl", G_CALLBACK(&EmulatedUsbDevice::on_ioctl), this);
-    if (!plugged) return;
+    if (plugged) plug();
+  }
+  ~EmulatedUsbDevice() {
+    for (auto& u : pending_in_) release(u);
+    for (auto& u : completed_) release(u);
+    g_clear_object(&handler_);
+    g_clear_object(&testbed_);
+  }
+
+  // Plugs the device in. Under umockdev's preload, adding it sends the "add" uevent by
+  // itself, so the station's libusb hears of it; without the preload no uevent can be sent
+  // (see UsbHotplug below) and only a fresh look at sysfs finds the device.
+  void plug() {
     EXPECT_TRUE(umockdev_testbed_attach_ioctl(testbed_, "/dev/bus/usb/001/002", handler_, nullptr));
     // Bus 1, port 4: the physical port a fixture config would name as @1-4.
     // Device: VID 1209 PID 0001 (pid.codes test PID); one configuration with a vendor
@@ -60,13 +93,22 @@ class EmulatedUsbDevice {
                                      "02ff000000070501020002000705810200020000\n",
                                      &error);
     EXPECT_EQ(error, nullptr) << (error ? error->message : "");
+    g_clear_error(&error);
   }
-  ~EmulatedUsbDevice() {
-    for (auto& u : pending_in_) release(u);
-    for (auto& u : completed_) release(u);
-    g_clear_object(&handler_);
-    g_clear_object(&testbed_);
+
+  // Pulls the device out: the "remove" uevent goes first, as umockdev reads the device's
+  // properties for it from the sysfs folder that removing the device deletes.
+  void unplug() {
+    {
+      std::lock_guard lock(mutex_);
+      unplugged_ = true;
+    }
+    if (under_umockdev_preload()) umockdev_testbed_uevent(testbed_, kSysPath, "remove");
+    umockdev_testbed_remove_device(testbed_, kSysPath);
   }
+
+  // How often the station released the interface: it closed its link.
+  int released() const { return released_; }
 
   const sim::FlashImage& flash() { return line_.current() ? line_.current()->flash() : empty_; }
   std::size_t out_urbs() const { return out_urbs_; }
@@ -74,6 +116,8 @@ class EmulatedUsbDevice {
   std::size_t other_endpoint_urbs() const { return other_urbs_; }
 
  private:
+  static constexpr const char* kSysPath = "/sys/devices/usb1/1-4";
+
   struct Urb {
     UMockdevIoctlData* data = nullptr;    // struct usbdevfs_urb in the client
     UMockdevIoctlData* buffer = nullptr;  // its buffer
@@ -153,8 +197,11 @@ class EmulatedUsbDevice {
         umockdev_ioctl_client_complete(client, 0, 0);
         return TRUE;
       }
-      case USBDEVFS_CLAIMINTERFACE:
       case USBDEVFS_RELEASEINTERFACE:
+        ++released_;
+        umockdev_ioctl_client_complete(client, unplugged_ ? -1 : 0, unplugged_ ? ENODEV : 0);
+        return TRUE;
+      case USBDEVFS_CLAIMINTERFACE:
       case USBDEVFS_DISCONNECT_CLAIM:
       case USBDEVFS_CLEAR_HALT:
       case USBDEVFS_RESET:
@@ -255,13 +302,16 @@ class EmulatedUsbDevice {
   std::size_t out_urbs_ = 0;
   std::size_t in_urbs_ = 0;
   std::size_t other_urbs_ = 0;
+  std::atomic<int> released_{0};
 };
 
 // The station's code under umockdev's preload (it must be dynamically linked; ASan then
 // must not insist on coming first).
-station::test::RunResult run_preloaded(const std::vector<std::string>& argv) {
-  std::string asan = "verify_asan_link_order=0:detect_leaks=0";
-  return run(argv, {{"LD_PRELOAD", "libumockdev-preload.so.0"}, {"ASAN_OPTIONS", asan}});
+station::test::RunResult run_preloaded(const std::vector<std::string>& argv,
+                                       std::map<std::string, std::string> env = {}) {
+  env["LD_PRELOAD"] = "libumockdev-preload.so.0";
+  env["ASAN_OPTIONS"] = "verify_asan_link_order=0:detect_leaks=0";
+  return run(argv, env);
 }
 
 std::string exchange_line(const station::test::RunResult& r) {
@@ -333,6 +383,178 @@ TEST(UsbFixture, ASilentDeviceTimesOutAndIsNotProvisioned) {
       << r.out << r.err;
   EXPECT_NE(r.out.find("device did not answer PUT within"), std::string::npos) << r.out;
   EXPECT_TRUE(device.flash().items.empty());
+}
+
+// Hot-plug: a fixture waits for its device to be plugged in (UsbWatcher in usb_exchange),
+// provisions it, and sees it pulled out.
+//
+// umockdev delivers uevents to the libudev monitor (and so to libusb) of a process under
+// its preload, but it builds each uevent in the process that calls umockdev_testbed_uevent()
+// (or adds a device), looking the device up there with libudev (uevent_sender.c). A test
+// process outside the preload looks in the real /sys, finds nothing ("uevent_sender_send: No
+// such device") and sends nothing, so libusb's hot-plug callbacks never fire. umockdev's
+// README says to run such test suites under the preload (umockdev-wrapper); the tests that
+// need uevents therefore run themselves again under it. The polling tests stay outside on
+// purpose: no uevent can reach libusb there, as in a container without udevd.
+
+// Runs the current test again in a child under umockdev's preload and passes its result on.
+void rerun_under_preload() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  const std::string filter = std::string(info->test_suite_name()) + "." + info->name();
+  const auto r = run_preloaded({std::filesystem::read_symlink("/proc/self/exe").string(), "--gtest_filter=" + filter});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("[  PASSED  ] 1 test"), std::string::npos) << r.out << r.err;
+}
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > end) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return true;
+}
+
+std::string line_starting(const station::test::RunResult& r, const std::string& prefix) {
+  std::istringstream in(r.out);
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind(prefix, 0) == 0) return line;
+  return {};
+}
+
+// "arrived after_ms=<n> arrivals=<k>" as {n, k}, or {-1, -1}.
+std::pair<long, long> arrival(const station::test::RunResult& r) {
+  long ms = -1, count = -1;
+  if (std::sscanf(line_starting(r, "arrived ").c_str(), "arrived after_ms=%ld arrivals=%ld", &ms, &count) != 2)
+    return {-1, -1};
+  return {ms, count};
+}
+
+constexpr const char* kProvisioned = "verdict stage=bye committed=1 locked=1 ended=1 errc=none resends=0";
+
+// Starts usb_exchange waiting (at most 5 s) for its device, plugs the device in 300 ms after
+// the watcher is running, and returns what the program printed once it has provisioned it.
+station::test::RunResult plug_in_while_watching(const std::vector<std::string>& options,
+                                                const std::map<std::string, std::string>& env = {}) {
+  station::test::TempDir dir("fx-usb");
+  EmulatedUsbDevice device(dir / "device.flash", {}, /*plugged=*/false);
+  const auto ready = dir / "watching";
+  std::vector<std::string> argv{built_binary("usb_exchange").string(), "--usb", "1209:0001@1-4", "--wait-ms", "5000",
+                                "--ready-file", ready.string()};
+  argv.insert(argv.end(), options.begin(), options.end());
+  auto child = std::async(std::launch::async, [&] { return run_preloaded(argv, env); });
+  EXPECT_TRUE(wait_until([&] { return std::filesystem::exists(ready); }, std::chrono::seconds(5)))
+      << "usb_exchange did not start watching";
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  device.plug();
+  auto r = child.get();
+  EXPECT_TRUE(sim::Flash::load(dir / "device.flash").locked) << r.out << r.err;
+  return r;
+}
+
+// Starts usb_exchange with the device plugged in and a watcher that waits for it (at once: it
+// is there), then (at most 5 s) for it to leave; pulls the device out once the program has
+// provisioned it and closed its link.
+station::test::RunResult pull_out_after_provisioning(const std::vector<std::string>& options,
+                                                     const std::map<std::string, std::string>& env = {}) {
+  station::test::TempDir dir("fx-usb");
+  EmulatedUsbDevice device(dir / "device.flash", {});
+  std::vector<std::string> argv{built_binary("usb_exchange").string(), "--usb", "1209:0001@1-4", "--wait-ms", "5000",
+                                "--wait-absent-ms", "5000"};
+  argv.insert(argv.end(), options.begin(), options.end());
+  auto child = std::async(std::launch::async, [&] { return run_preloaded(argv, env); });
+  EXPECT_TRUE(wait_until([&] { return device.released() > 0; }, std::chrono::seconds(8)))
+      << "usb_exchange never released the interface";
+  device.unplug();
+  return child.get();
+}
+
+TEST(UsbHotplug, ADevicePluggedInLaterIsSeenByHotplugCallbacksAndProvisioned) {
+  if (!under_umockdev_preload()) return rerun_under_preload();
+  const auto r = plug_in_while_watching({});
+  // libusb 1.0.26 on Linux (udev backend) has the capability, and its udev monitor hears
+  // umockdev's uevent: the real callback path, not the polling fallback.
+  EXPECT_EQ(line_starting(r, "watch "), "watch mechanism=hotplug present=0") << r.out << r.err;
+  const auto [ms, count] = arrival(r);
+  EXPECT_EQ(count, 1) << r.out << r.err;
+  EXPECT_GE(ms, 250) << r.out;  // it waited for the plug, not found the device at start
+  EXPECT_EQ(exchange_line(r), kProvisioned) << r.out << r.err;
+}
+
+TEST(UsbHotplug, ADevicePluggedInLaterIsSeenByPollingWithoutAnyUevent) {
+  // Outside the preload on purpose: no uevent reaches libusb, so only polling sees the device.
+  const auto r = plug_in_while_watching({"--poll"});
+  EXPECT_EQ(line_starting(r, "watch "), "watch mechanism=polling present=0") << r.out << r.err;
+  const auto [ms, count] = arrival(r);
+  EXPECT_EQ(count, 1) << r.out << r.err;
+  EXPECT_GE(ms, 250) << r.out;
+  EXPECT_LT(ms, 300 + 500 + 1500) << r.out;  // within a poll interval (500 ms) of the plug, plus start-up slack
+  EXPECT_EQ(exchange_line(r), kProvisioned) << r.out << r.err;
+}
+
+TEST(UsbHotplug, APulledOutDeviceIsSeenLeavingByHotplugCallbacks) {
+  if (!under_umockdev_preload()) return rerun_under_preload();
+  const auto r = pull_out_after_provisioning({});
+  EXPECT_EQ(line_starting(r, "watch "), "watch mechanism=hotplug present=1") << r.out << r.err;
+  const auto [ms, count] = arrival(r);
+  EXPECT_EQ(count, 0) << r.out << r.err;  // present from the start: not an arrival
+  EXPECT_LT(ms, 1000) << r.out;  // at once, not at the 5 s limit
+  EXPECT_EQ(exchange_line(r), kProvisioned) << r.out << r.err;
+  EXPECT_EQ(line_starting(r, "left ").rfind("left after_ms=", 0), 0U) << r.out << r.err;
+}
+
+TEST(UsbHotplug, APulledOutDeviceIsSeenLeavingByPollingWhenStationUsbPollIsSet) {
+  const auto r = pull_out_after_provisioning({}, {{"STATION_USB_POLL", "1"}});
+  EXPECT_EQ(line_starting(r, "watch "), "watch mechanism=polling present=1") << r.out << r.err;
+  const auto [ms, count] = arrival(r);
+  EXPECT_EQ(count, 0) << r.out << r.err;  // present from the start: not an arrival
+  EXPECT_LT(ms, 1000) << r.out;  // at once, not at the 5 s limit
+  EXPECT_EQ(exchange_line(r), kProvisioned) << r.out << r.err;
+  EXPECT_EQ(line_starting(r, "left ").rfind("left after_ms=", 0), 0U) << r.out << r.err;
+}
+
+TEST(UsbHotplug, DestroyingTheWatcherCancelsItsPendingWait) {
+  if (!under_umockdev_preload()) return rerun_under_preload();  // so libusb sees the (empty) testbed
+  station::test::TempDir dir("fx-usb");
+  EmulatedUsbDevice device(dir / "device.flash", {}, /*plugged=*/false);
+  asio::io_context io;
+  const asio::any_io_executor strand = asio::make_strand(io);
+  auto watcher = std::make_unique<UsbWatcher>(strand, UsbSelector::parse("1209:0001@1-4"));
+  EXPECT_FALSE(watcher->present());
+  std::optional<Error> error;
+  bool finished = false;
+  asio::co_spawn(
+      strand,
+      [&]() -> asio::awaitable<void> {
+        try {
+          co_await watcher->wait_present();
+        } catch (const Error& e) {
+          error = e;
+        }
+        finished = true;
+      },
+      asio::detached);
+  io.run_for(std::chrono::milliseconds(200));
+  EXPECT_FALSE(finished);  // nothing arrived
+  watcher.reset();
+  io.run_for(std::chrono::seconds(2));
+  ASSERT_TRUE(finished);
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->code(), Errc::timeout);
+  EXPECT_TRUE(UsbWatcher::cancelled(*error));
+  EXPECT_STREQ(error->what(), "watching usb 1209:0001@1-4: waiting for the device to arrive was cancelled");
+}
+
+TEST(UsbHotplug, AWaitForADeviceThatNeverComesEndsAtItsDeadline) {
+  station::test::TempDir dir("fx-usb");
+  EmulatedUsbDevice device(dir / "device.flash", {}, /*plugged=*/false);
+  const auto r = run_preloaded({built_binary("usb_exchange").string(), "--usb", "1209:0001@1-4", "--wait-ms", "300"});
+  EXPECT_EQ(line_starting(r, "watch "), "watch mechanism=hotplug present=0") << r.out << r.err;
+  long ms = -1;
+  EXPECT_EQ(std::sscanf(line_starting(r, "no device ").c_str(), "no device after_ms=%ld", &ms), 1) << r.out << r.err;
+  EXPECT_GE(ms, 300) << r.out;
+  EXPECT_LT(ms, 2000) << r.out;  // cancel() ended the wait; it did not run to some other limit
+  EXPECT_EQ(exchange_line(r), "verdict stage=open committed=0 locked=0 ended=0 errc=not found resends=0") << r.out;
 }
 
 #ifdef STATION_HAVE_STATION_BINARY
