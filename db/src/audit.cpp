@@ -81,11 +81,11 @@ nlohmann::json to_json(const IdentityRow& r) {
                         {"created", r.created},       {"updated", r.updated}};
 }
 
-std::vector<Entry> journal_entries_for(Connection& c, const std::string& subject) {
+std::vector<Entry> journal_entries_for(Connection& c, const std::string& subject, const std::string& also) {
   auto st = c.prepare(
       std::string("SELECT ") + kEntryColumns + " FROM journal "
-      "WHERE subject = ? ORDER BY seq");
-  st.bind(1, subject);
+      "WHERE subject = ? OR subject = ? ORDER BY seq");
+  st.bind(1, subject).bind(2, also.empty() ? subject : also);
   std::vector<Entry> out;
   while (st.step()) {
     Entry e = read_entry(st);

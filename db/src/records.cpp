@@ -134,9 +134,8 @@ namespace {
 
 }  // namespace
 
-std::vector<RowRef> insert_device_with_identity(Connection& c, const DeviceRecord& d, const IdentityRecord& i) {
+RowRef insert_device(Connection& c, const DeviceRecord& d) {
   const std::string now = now_rfc3339();
-  std::vector<RowRef> rows;
   try {
     auto st = c.prepare(
         "INSERT INTO devices(serial, chip_id, mac, batch_id, fixture, state, reason, created, updated) "
@@ -145,28 +144,58 @@ std::vector<RowRef> insert_device_with_identity(Connection& c, const DeviceRecor
     if (d.batch_id) st.bind(4, *d.batch_id); else st.bind_null(4);
     st.bind(5, d.fixture).bind(6, d.state).bind(7, d.reason).bind(8, now).bind(9, now);
     st.run();
-    const std::int64_t device_id = c.last_insert_rowid();
-    rows.push_back({"devices", device_id});
+  } catch (const Error& e) {
+    if (e.code() == Errc::constraint_violation) explain_constraint(e, d, IdentityRecord{});
+    throw;
+  }
+  return {"devices", c.last_insert_rowid()};
+}
+
+RowRef insert_identity(Connection& c, const IdentityRecord& i) {
+  try {
     auto si = c.prepare(
         "INSERT INTO identities(device_id, cert_serial, cert_sha256, cert_der, issuer_key_id, profile, public_key, "
         "pkhash, dpp_uri, key_mode, status, operator, created) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)");
-    si.bind(1, device_id).bind(2, i.cert_serial).bind(3, i.cert_sha256).bind(4, ByteView(i.cert_der));
+    si.bind(1, i.device_id).bind(2, i.cert_serial).bind(3, i.cert_sha256).bind(4, ByteView(i.cert_der));
     si.bind(5, i.issuer_key_id).bind(6, i.profile).bind(7, ByteView(i.public_key)).bind(8, i.pkhash);
-    si.bind(9, i.dpp_uri).bind(10, i.key_mode).bind(11, i.status).bind(12, i.op).bind(13, now);
+    si.bind(9, i.dpp_uri).bind(10, i.key_mode).bind(11, i.status).bind(12, i.op).bind(13, now_rfc3339());
     si.run();
-    rows.push_back({"identities", c.last_insert_rowid()});
   } catch (const Error& e) {
-    if (e.code() == Errc::constraint_violation) explain_constraint(e, d, i);
+    if (e.code() == Errc::constraint_violation) explain_constraint(e, DeviceRecord{}, i);
     throw;
   }
+  return {"identities", c.last_insert_rowid()};
+}
+
+std::vector<RowRef> insert_device_with_identity(Connection& c, const DeviceRecord& d, const IdentityRecord& i) {
+  std::vector<RowRef> rows;
+  rows.push_back(insert_device(c, d));
+  IdentityRecord with_device = i;
+  with_device.device_id = rows.front().id;
+  rows.push_back(insert_identity(c, with_device));
   return rows;
 }
 
-std::optional<DeviceRecord> Records::device_by_serial(const std::string& serial) {
-  auto st = conn_.prepare(
-      "SELECT id, serial, chip_id, mac, batch_id, fixture, state, reason, created, updated FROM devices WHERE serial = ?");
-  st.bind(1, serial);
-  if (!st.step()) return std::nullopt;
+RowRef set_device_state(Connection& c, std::int64_t device_id, const std::string& state,
+                        const std::optional<std::string>& reason, const std::optional<std::string>& fixture) {
+  auto st = c.prepare(
+      "UPDATE devices SET state = ?, reason = ?, fixture = coalesce(?, fixture), updated = ? WHERE id = ?");
+  st.bind(1, state).bind(2, reason).bind(3, fixture).bind(4, now_rfc3339()).bind(5, device_id);
+  st.run();
+  if (::sqlite3_changes(c.raw()) != 1) throw Error(Errc::not_found, "no device with id " + std::to_string(device_id));
+  return {"devices", device_id};
+}
+
+RowRef insert_label(Connection& c, std::int64_t device_id, const std::string& printer, const std::string& result) {
+  auto st = c.prepare("INSERT INTO labels(device_id, printer, result, time) VALUES(?,?,?,?)");
+  st.bind(1, device_id).bind(2, printer).bind(3, result).bind(4, now_rfc3339());
+  st.run();
+  return {"labels", c.last_insert_rowid()};
+}
+
+namespace {
+
+DeviceRecord read_device(const Statement& st) {
   DeviceRecord d;
   d.id = st.int64(0);
   d.serial = st.text(1);
@@ -179,6 +208,36 @@ std::optional<DeviceRecord> Records::device_by_serial(const std::string& serial)
   d.created = st.text(8);
   d.updated = st.text(9);
   return d;
+}
+
+constexpr const char* kDeviceSelect =
+    "SELECT id, serial, chip_id, mac, batch_id, fixture, state, reason, created, updated FROM devices ";
+
+}  // namespace
+
+std::optional<DeviceRecord> device_by_chip(Connection& c, const std::string& chip_id) {
+  auto st = c.prepare(std::string(kDeviceSelect) + "WHERE chip_id = ?");
+  st.bind(1, chip_id);
+  if (!st.step()) return std::nullopt;
+  return read_device(st);
+}
+
+std::vector<DeviceRecord> devices_in_states(Connection& c, const std::vector<std::string>& states) {
+  std::string sql = std::string(kDeviceSelect) + "WHERE state IN (";
+  for (std::size_t k = 0; k < states.size(); ++k) sql += k == 0 ? "?" : ",?";
+  sql += ") ORDER BY id";
+  auto st = c.prepare(sql);
+  for (std::size_t k = 0; k < states.size(); ++k) st.bind(static_cast<int>(k + 1), states[k]);
+  std::vector<DeviceRecord> out;
+  while (st.step()) out.push_back(read_device(st));
+  return out;
+}
+
+std::optional<DeviceRecord> Records::device_by_serial(const std::string& serial) {
+  auto st = conn_.prepare(std::string(kDeviceSelect) + "WHERE serial = ?");
+  st.bind(1, serial);
+  if (!st.step()) return std::nullopt;
+  return read_device(st);
 }
 
 namespace {
@@ -208,13 +267,15 @@ IdentityRecord read_identity(const Statement& st) {
 
 }  // namespace
 
-std::vector<IdentityRecord> Records::identities_of(std::int64_t device_id) {
-  auto st = conn_.prepare(std::string("SELECT ") + kIdentityColumns + " FROM identities i WHERE i.device_id = ? ORDER BY i.id");
+std::vector<IdentityRecord> identities_of(Connection& c, std::int64_t device_id) {
+  auto st = c.prepare(std::string("SELECT ") + kIdentityColumns + " FROM identities i WHERE i.device_id = ? ORDER BY i.id");
   st.bind(1, device_id);
   std::vector<IdentityRecord> out;
   while (st.step()) out.push_back(read_identity(st));
   return out;
 }
+
+std::vector<IdentityRecord> Records::identities_of(std::int64_t device_id) { return db::identities_of(conn_, device_id); }
 
 // ---------------------------------------------------------------------------------------
 // Schema v2: users and the CA lifecycle.

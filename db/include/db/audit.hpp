@@ -31,7 +31,9 @@ std::vector<IdentityRow> query_identities(Connection& c, const QueryFilter& f);
 nlohmann::json to_json(const IdentityRow& r);
 extern const std::vector<std::string> kIdentityColumns;  // CSV/JSON field names, in order
 
-std::vector<Entry> journal_entries_for(Connection& c, const std::string& subject);
+// With `also`, entries about either subject (a device's "device:SERIAL" and the
+// "chip:ID" entries from before its serial was reserved).
+std::vector<Entry> journal_entries_for(Connection& c, const std::string& subject, const std::string& also = {});
 
 struct ExportFilter {
   std::optional<std::string> since, until, batch;

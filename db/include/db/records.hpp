@@ -151,6 +151,18 @@ RowRef insert_ca(Connection& c, const CaRecord& ca);
 // A device and its first identity. A serial, MAC, chip id, key hash or certificate serial
 // that belongs to another device is refused with Errc::constraint_violation naming which.
 std::vector<RowRef> insert_device_with_identity(Connection& c, const DeviceRecord& device, const IdentityRecord& identity);
+// The pipeline's writers: a device reserved before it has an identity, an identity for an
+// existing device (identity.device_id), a state change (reason set on failed, cleared
+// otherwise; fixture kept when nullopt), a printed label.
+RowRef insert_device(Connection& c, const DeviceRecord& device);
+RowRef insert_identity(Connection& c, const IdentityRecord& identity);
+RowRef set_device_state(Connection& c, std::int64_t device_id, const std::string& state,
+                        const std::optional<std::string>& reason = std::nullopt,
+                        const std::optional<std::string>& fixture = std::nullopt);
+RowRef insert_label(Connection& c, std::int64_t device_id, const std::string& printer, const std::string& result);
+std::optional<DeviceRecord> device_by_chip(Connection& c, const std::string& chip_id);
+std::vector<DeviceRecord> devices_in_states(Connection& c, const std::vector<std::string>& states);
+std::vector<IdentityRecord> identities_of(Connection& c, std::int64_t device_id);  // oldest first
 
 // Schema v2 writers (users, CA lifecycle), each returning the row it touched.
 RowRef insert_user(Connection& c, const UserRecord& user);

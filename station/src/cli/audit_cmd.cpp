@@ -163,7 +163,8 @@ void show(const ShowOptions& o) {
   for (const auto& i : records.identities_of(device->id))
     std::cout << "  identity: cert " << i.cert_serial << " (" << i.status << ") issuer " << i.issuer_key_id
               << " key " << i.key_mode << " pkhash " << i.pkhash << "\n";
-  for (const auto& e : db::journal_entries_for(records.connection(), "device:" + o.serial))
+  for (const auto& e : db::journal_entries_for(records.connection(), "device:" + o.serial,
+                                               device->chip_id ? "chip:" + *device->chip_id : std::string()))
     std::cout << "  #" << e.seq << " " << e.time << " " << e.action << " by " << e.actor << " on " << e.station_id
               << " " << e.details << "\n";
 }

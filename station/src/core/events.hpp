@@ -45,6 +45,7 @@ class EventBus {
     std::size_t max_queue_ = 1024;
     std::int64_t dropped_ = 0;
     bool closed_ = false;
+    std::int64_t lagged_id_ = 0;  // the last dropped event's id: the "lagged" event's id
   };
 
   Event publish(std::string type, nlohmann::json data);

@@ -1,0 +1,150 @@
+#include "core/labelling.hpp"
+
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "db/records.hpp"
+#include "labels/printer.hpp"
+#include "labels/render.hpp"
+#include "labels/report.hpp"
+
+namespace station::core {
+namespace {
+
+struct DeviceLabel {
+  db::DeviceRecord device;
+  labels::LabelData data;
+  std::string template_name = "default";
+};
+
+DeviceLabel load(Station& station, const std::string& serial) {
+  const std::lock_guard lock(station.mutex());
+  auto& records = station.records();
+  auto device = records.device_by_serial(serial);
+  if (!device) throw Error(Errc::not_found, fmt::format("no device with serial {}", serial));
+  std::optional<db::IdentityRecord> identity;
+  for (const auto& i : records.identities_of(device->id))
+    if (i.status == "active") identity = i;
+  if (!identity || !identity->dpp_uri)
+    throw Error(Errc::not_found, fmt::format("device {} has no active identity with a DPP URI to label", serial));
+  DeviceLabel out;
+  out.device = *device;
+  out.data.uri = *identity->dpp_uri;
+  out.data.serial = device->serial;
+  out.data.mac = device->mac.value_or("");
+  out.data.date = identity->created.substr(0, 10);
+  out.data.fixture = device->fixture.value_or("");
+  if (device->batch_id) {
+    auto st = records.connection().prepare("SELECT name, product, settings FROM batches WHERE id = ?");
+    st.bind(1, *device->batch_id);
+    if (st.step()) {
+      out.data.batch = st.text(0);
+      out.data.model = st.text(1);
+      const auto settings = nlohmann::json::parse(st.text(2), nullptr, false);
+      if (settings.is_object()) out.template_name = settings.value("label_template", std::string("default"));
+    }
+  }
+  return out;
+}
+
+// Renderers prepare their skeleton once per template.
+const labels::ZplRenderer& renderer(const StationConfig& config, const std::string& name) {
+  static std::mutex mutex;
+  static std::map<std::string, std::unique_ptr<labels::ZplRenderer>> cache;
+  const std::string key = config.config_file.string() + "\n" + name;
+  const std::lock_guard lock(mutex);
+  auto& r = cache[key];
+  if (!r) r = std::make_unique<labels::ZplRenderer>(config.label_template(name));
+  return *r;
+}
+
+// Each print is journaled with its labels row; a successful first print of a verified
+// device moves it to `labelled` in the same entry.
+class JournalReporter final : public labels::PrintReporter {
+ public:
+  JournalReporter(Station& station, const DeviceLabel& label, std::string actor, bool reprint)
+      : station_(station), label_(label), actor_(std::move(actor)), reprint_(reprint) {}
+
+  void report(const labels::PrintReport& r) override {
+    const bool to_labelled = r.ok && (label_.device.state == "verified" || label_.device.state == "locked");
+    const std::string action = !r.ok ? "label.failed" : reprint_ ? "label.reprinted" : "label.printed";
+    const std::int64_t device_id = label_.device.id;
+    station_.journal().commit(
+        {actor_, action, "device:" + label_.device.serial,
+         {{"serial", label_.device.serial}, {"printer", r.printer}, {"result", r.result}, {"bytes", r.bytes},
+          {"fixture", label_.data.fixture}}},
+        [&](db::Connection& c) {
+          std::vector<db::RowRef> rows;
+          rows.push_back(db::insert_label(c, device_id, r.printer, r.ok ? "printed" : r.result));
+          label_id = rows.back().id;
+          if (to_labelled) rows.push_back(db::set_device_state(c, device_id, "labelled"));
+          return rows;
+        });
+  }
+
+  std::int64_t label_id = 0;
+
+ private:
+  Station& station_;
+  const DeviceLabel& label_;
+  std::string actor_;
+  bool reprint_;
+};
+
+}  // namespace
+
+labels::LabelData device_label_data(Station& station, const std::string& serial) { return load(station, serial).data; }
+
+PrintOutcome print_device_label(Station& station, const std::string& serial, const std::string& actor, bool reprint,
+                                const std::optional<std::string>& printer) {
+  const DeviceLabel label = load(station, serial);
+  const auto& config = station.config();
+  std::string zpl;
+  renderer(config, label.template_name).render(label.data, zpl);
+
+  PrintOutcome out;
+  std::unique_ptr<labels::Printer> device;
+  const std::string name = printer && !printer->empty() ? *printer : config.line.printer;
+  if (name.empty()) {
+    // No printer configured: one ZPL file per label in DIR/labels (a spool folder).
+    const auto dir = config.resolve("labels");
+    std::filesystem::create_directories(dir);
+    device = labels::open_printer("dir:" + dir.string());
+    out.printer = "files";
+  } else {
+    const auto it = config.printers.find(name);
+    if (it == config.printers.end())
+      throw Error(Errc::config_error, fmt::format("printer '{}' is not in [printers] of {}", name,
+                                                  config.config_file.string()));
+    device = it->second.open();
+    out.printer = name;
+  }
+  JournalReporter reporter(station, label, actor, reprint);
+  try {
+    labels::print_and_report(*device, labels::PrintJob{serial, zpl, "zpl"}, reporter);
+    out.status = "printed";
+    out.detail = "printed";
+  } catch (const Error& e) {
+    out.status = "failed";
+    out.detail = e.what();
+  }
+  out.label_id = reporter.label_id;
+  // A reprint that completes a device whose first label failed finishes it.
+  if (reprint && out.status == "printed" && (label.device.state == "verified" || label.device.state == "locked")) {
+    const std::int64_t id = label.device.id;
+    station.journal().commit({actor, "device.done", "device:" + serial, {{"serial", serial}, {"after", "reprint"}}},
+                             [&](db::Connection& c) { return std::vector<db::RowRef>{db::set_device_state(c, id, "done")}; });
+  }
+  return out;
+}
+
+nlohmann::json reprint_label(Station& station, const std::string& serial, const std::string& actor) {
+  const auto o = print_device_label(station, serial, actor, true);
+  return {{"serial", serial}, {"printer", o.printer}, {"status", o.status}, {"detail", o.detail},
+          {"label_id", o.label_id}};
+}
+
+}  // namespace station::core

@@ -1,0 +1,45 @@
+// What every end-to-end line test checks after `station demo` has run (or been killed and
+// run again): the records against what the simulated devices really hold.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "simdevice/device.hpp"
+#include "support.hpp"
+
+namespace station::test {
+
+struct DemoRun {
+  RunResult result;
+  nlohmann::json summary;  // the --json line (null when the run did not print one)
+};
+
+// `station demo --data DIR --json ARGS...` with `env`.
+DemoRun run_demo(const std::filesystem::path& data, const std::vector<std::string>& args,
+                 const std::map<std::string, std::string>& env = {});
+
+// Starts the demo in the background and SIGKILLs it after `delay`; returns its exit status
+// (128+9 when it was killed, 0 when it finished first).
+int run_demo_killed_after(const std::filesystem::path& data, const std::vector<std::string>& args,
+                          std::chrono::milliseconds delay);
+
+// Every flash image the demo's simulators hold, by chip id (hex).
+std::map<std::string, fixtures::sim::FlashImage> simulated_devices(const std::filesystem::path& data);
+
+struct LineFacts {
+  std::int64_t done = 0, failed = 0, other = 0;
+  std::vector<std::string> done_serials;
+};
+
+// Checks the invariants of DESIGN.md (gtest EXPECTs): no serial, MAC, key hash or
+// certificate serial twice; every device marked done holds, in its simulator's flash, the
+// certificate and DPP key of its one active identity (and is locked when `locked`); the
+// journal verifies.
+LineFacts check_line(const std::filesystem::path& data, bool locked);
+
+}  // namespace station::test

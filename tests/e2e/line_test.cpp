@@ -1,0 +1,241 @@
+// The line end to end through the real binaries: `station demo` starts simdevice processes
+// on pseudo-terminals and provisions a batch over them; the tests then compare the records
+// with what each simulated device really holds, decode every label with libzbar, have
+// wpa_supplicant read every URI, kill the station at every pipeline state (and at random),
+// inject device faults, and grep everything the station wrote for the injected keys.
+#include <gtest/gtest.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include <random>
+#include <set>
+
+#include "db/sqlite.hpp"
+#include "label_fixtures.hpp"
+#include "line_checks.hpp"
+#include "wpas_harness.hpp"
+
+namespace station::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string station_bin() { return built_binary("station").string(); }
+
+std::string root_pem(const fs::path& data) {
+  const auto r = run({station_bin(), "ca", "show", "--data", data.string(), "--pem"});
+  const auto end = r.out.find("-----END CERTIFICATE-----");
+  return end == std::string::npos ? std::string() : r.out.substr(0, end + 26);
+}
+
+// The private scalar of an RFC 5915 ECPrivateKey, as the device holds it.
+Bytes private_scalar(const Bytes& der) {
+  const unsigned char* p = der.data();
+  EVP_PKEY* key = d2i_PrivateKey(EVP_PKEY_EC, nullptr, &p, static_cast<long>(der.size()));
+  if (key == nullptr) return {};
+  BIGNUM* d = nullptr;
+  Bytes out;
+  if (EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &d) == 1) {
+    const int bytes = (EVP_PKEY_get_bits(key) + 7) / 8;
+    out.resize(static_cast<std::size_t>(bytes));
+    BN_bn2binpad(d, out.data(), bytes);
+  }
+  BN_clear_free(d);
+  EVP_PKEY_free(key);
+  return out;
+}
+
+bool contains(const std::string& hay, const Bytes& needle) {
+  return !needle.empty() && hay.find(std::string(needle.begin(), needle.end())) != std::string::npos;
+}
+
+TEST(Line, TwoHundredDevicesOverEightFixturesMatchTheirRecordsLabelsAndWpaSupplicant) {
+  TempDir dir("line-200");
+  const auto data = dir / "data";
+  const auto r = run_demo(data, {"--devices", "200", "--fixtures", "8"});
+  ASSERT_EQ(r.result.exit_code, 0) << r.result.out << r.result.err;
+  ASSERT_TRUE(r.summary.is_object()) << r.result.out;
+  EXPECT_EQ(r.summary["devices_done"], 200) << r.summary.dump();
+  EXPECT_EQ(r.summary["devices_failed"], 0);
+  EXPECT_TRUE(r.summary["failures"].empty()) << r.summary.dump();
+  EXPECT_EQ(r.summary["journal_verified"], true);
+  EXPECT_GT(r.summary["devices_per_s"].get<double>(), 0.0);
+
+  const auto facts = check_line(data, /*locked=*/true);
+  EXPECT_EQ(facts.done, 200);
+  EXPECT_EQ(simulated_devices(data).size(), 200U);
+
+  // Every label decodes to its device's URI and shows the fixture it left.
+  db::Connection c(data / "station.db", true);
+  auto st = c.prepare(
+      "SELECT d.serial, d.fixture, i.dpp_uri, i.pkhash FROM devices d JOIN identities i ON i.device_id = d.id "
+      "WHERE i.status = 'active' ORDER BY d.id");
+  std::vector<std::pair<std::string, std::string>> uris;  // uri, pkhash
+  std::set<std::string> fixtures_seen;
+  while (st.step()) {
+    const std::string serial = st.text(0), fixture = st.text(1), uri = st.text(2);
+    uris.emplace_back(uri, st.text(3));
+    fixtures_seen.insert(fixture);
+    const auto png = read_file(data / "labels" / (serial + ".png"));
+    const auto codes = label_test::zbar_decode_png(Bytes(png.begin(), png.end()));
+    ASSERT_FALSE(codes.empty()) << serial << ": no QR code found on the label";
+    EXPECT_EQ(codes.front(), uri) << serial;
+    const auto zpl = read_file(data / "labels" / (serial + ".zpl"));
+    EXPECT_NE(zpl.find("^FDFixture " + fixture + "^FS"), std::string::npos) << serial << " label lacks its fixture";
+    EXPECT_NE(zpl.find("^FDSN " + serial + "^FS"), std::string::npos) << serial;
+  }
+  EXPECT_EQ(uris.size(), 200U);
+  EXPECT_EQ(fixtures_seen.size(), 8U);
+
+  // The customer manifest verifies against the root.
+  fs::path manifest;
+  for (const auto& e : fs::directory_iterator(data / "manifests")) manifest = e.path();
+  write_file(dir / "root.pem", root_pem(data));
+  const auto v = run({station_bin(), "audit", "verify", "--bundle", manifest.string(), "--trust", (dir / "root.pem").string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+
+  // No injected private key anywhere the station writes: database (and its WAL), journal,
+  // labels, manifests, config, its output. Only the devices (the simulators' flash) hold them.
+  std::vector<Bytes> secrets;
+  for (const auto& [chip, flash] : simulated_devices(data)) {
+    const auto key = flash.items.find(fixtures::ItemId::dpp_key);
+    ASSERT_NE(key, flash.items.end());
+    secrets.push_back(private_scalar(key->second));
+    ASSERT_EQ(secrets.back().size(), 32U);
+  }
+  std::vector<std::pair<std::string, std::string>> written;  // name, content
+  for (const auto& e : fs::recursive_directory_iterator(data)) {
+    if (!e.is_regular_file()) continue;
+    const auto rel = fs::relative(e.path(), data).string();
+    if (rel.rfind("sim/", 0) == 0 || rel.rfind("softhsm/", 0) == 0 || rel.rfind("tokens/", 0) == 0) continue;
+    written.emplace_back(rel, read_file(e.path()));
+  }
+  written.emplace_back("stdout", r.result.out);
+  written.emplace_back("stderr", r.result.err);
+  ASSERT_GT(written.size(), 400U);  // labels, database, manifest, ...
+  for (const auto& s : secrets) {
+    const std::string hex = hex_encode(s);
+    for (const auto& [name, content] : written) {
+      EXPECT_FALSE(contains(content, s)) << "a device private key is in " << name;
+      EXPECT_EQ(content.find(hex), std::string::npos) << "a device private key (hex) is in " << name;
+    }
+  }
+
+  // wpa_supplicant reads every URI to the pkhash the station recorded.
+  STATION_START_WPAS_OR_SKIP(wpas);
+  for (const auto& [uri, pkhash] : uris) {
+    const auto info = wpas->read_uri(uri);
+    ASSERT_TRUE(info) << uri;
+    EXPECT_EQ(info->pkhash, pkhash) << uri;
+  }
+}
+
+// ---------------------------------------------------------------------------------------
+// Crash consistency: killed right after each state is journaled, then run again.
+
+struct CrashCase {
+  const char* state;
+  const char* key_mode;
+};
+
+class LineCrash : public ::testing::TestWithParam<CrashCase> {};
+
+TEST_P(LineCrash, TheRestartedStationCompletesTheBatchWithNothingTwice) {
+  TempDir dir("line-crash");
+  const auto data = dir / "data";
+  const std::vector<std::string> args = {"--devices", "6", "--fixtures", "2", "--key-mode", GetParam().key_mode,
+                                         "--no-png"};
+  const auto crashed = run_demo(data, args, {{"STATION_CRASH_AFTER", std::string(GetParam().state) + ":3"}});
+  ASSERT_EQ(crashed.result.exit_code, 128 + 9) << "the station was not killed at " << GetParam().state << "\n"
+                                               << crashed.result.out << crashed.result.err;
+  EXPECT_NE(crashed.result.err.find("STATION_CRASH_AFTER"), std::string::npos) << crashed.result.err;
+
+  const auto resumed = run_demo(data, args);
+  ASSERT_EQ(resumed.result.exit_code, 0) << resumed.result.out << resumed.result.err;
+  EXPECT_EQ(resumed.summary["devices_done"], 6) << resumed.summary.dump();
+  EXPECT_EQ(resumed.summary["journal_verified"], true);
+  const auto facts = check_line(data, true);
+  EXPECT_EQ(facts.done, 6);
+  EXPECT_EQ(facts.other, 0);
+  // What the restart did about the device in flight is in the journal.
+  db::Connection c(data / "station.db", true);
+  auto st = c.prepare("SELECT count(*) FROM journal WHERE action = 'batch.closed'");
+  st.step();
+  EXPECT_EQ(st.int64(0), 1);
+}
+
+std::vector<CrashCase> crash_cases() {
+  std::vector<CrashCase> out;
+  for (const char* mode : {"station", "on-device"})
+    for (const char* s : {"detected", "reserved", "keyed", "issued", "written", "verified", "locked", "labelled", "done"})
+      out.push_back({s, mode});
+  return out;
+}
+
+INSTANTIATE_TEST_SUITE_P(EveryStateBothKeyModes, LineCrash, ::testing::ValuesIn(crash_cases()), [](const auto& p) {
+  std::string mode = p.param.key_mode;
+  mode.erase(std::remove(mode.begin(), mode.end(), '-'), mode.end());
+  return std::string(p.param.state) + "_" + mode;
+});
+
+TEST(LineCrash, TwentyRandomKillsLeaveNothingTwiceAndTheLineFinishes) {
+  TempDir dir("line-kill");
+  const auto data = dir / "data";
+  const std::vector<std::string> args = {"--devices", "10", "--fixtures", "3", "--no-png"};
+  std::mt19937 rng(20261122);
+  std::uniform_int_distribution<int> delay_ms(300, 2500);
+  int kills = 0;
+  for (int round = 0; kills < 20 && round < 60; ++round) {
+    const int ms = delay_ms(rng);
+    const int status = run_demo_killed_after(data, args, std::chrono::milliseconds(ms));
+    if (status == 128 + 9) ++kills;
+  }
+  EXPECT_EQ(kills, 20);
+  const auto last = run_demo(data, args);  // finishes the open batch (or runs a fresh one)
+  ASSERT_EQ(last.result.exit_code, 0) << last.result.out << last.result.err;
+  EXPECT_EQ(last.summary["devices_failed"], 0) << last.summary.dump();
+  const auto facts = check_line(data, true);
+  EXPECT_GE(facts.done, 10);
+  EXPECT_EQ(facts.other, 0) << "devices left in flight after the last run";
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults
+
+TEST(LineFaults, AFailingFixtureEndsFailedWithItsReasonWhileTheOthersKeepGoing) {
+  TempDir dir("line-faults");
+  const auto data = dir / "data";
+  const auto r = run_demo(data, {"--devices", "12", "--fixtures", "3", "--no-png", "--sim-fault", "2:--fail-commit",
+                                 "--sim-fault", "3:--disconnect-after=2500", "--sim-fault", "1:--corrupt-frame=7"});
+  ASSERT_EQ(r.result.exit_code, 0) << r.result.out << r.result.err;
+  ASSERT_TRUE(r.summary.is_object()) << r.result.out;
+  // Fixture 2's devices cannot commit: each is set aside with the reason.
+  EXPECT_EQ(r.summary["devices_failed"], 4) << r.summary.dump();
+  EXPECT_EQ(r.summary["devices_done"], 8) << r.summary.dump();
+  ASSERT_EQ(r.summary["failures"].size(), 4U) << r.summary.dump();
+  for (const auto& f : r.summary["failures"]) {
+    EXPECT_EQ(f["fixture"], "2") << f.dump();
+    EXPECT_EQ(f["state"], "failed") << f.dump();
+    EXPECT_NE(f["reason"].get<std::string>().find("COMMIT"), std::string::npos) << f.dump();
+  }
+  const auto facts = check_line(data, true);
+  EXPECT_EQ(facts.done, 8);
+  // The failed devices' certificates were voided and recorded for revocation.
+  db::Connection c(data / "station.db", true);
+  auto st = c.prepare(
+      "SELECT count(*) FROM identities i JOIN devices d ON d.id = i.device_id JOIN revocations r ON r.cert_serial = "
+      "i.cert_serial WHERE d.state = 'failed' AND i.status = 'voided' AND r.reason = 'cessationOfOperation'");
+  st.step();
+  EXPECT_GE(st.int64(0), 4);
+  // The disconnect on fixture 3 failed one attempt, and that device resumed and finished.
+  auto sd = c.prepare(
+      "SELECT count(*) FROM journal WHERE action = 'device.failed' AND details LIKE '%\"fixture\":3%' AND "
+      "details LIKE '%disconnected%'");
+  sd.step();
+  EXPECT_GE(sd.int64(0), 1);
+}
+
+}  // namespace
+}  // namespace station::test
