@@ -51,10 +51,11 @@ int run_demo_killed_after(const fs::path& data, const std::vector<std::string>& 
   return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
 }
 
-std::map<std::string, FlashImage> simulated_devices(const fs::path& data) {
+std::map<std::string, FlashImage> simulated_devices(const fs::path& data, const fs::path& root) {
   std::map<std::string, FlashImage> out;
-  if (!fs::exists(data / "sim")) return out;
-  for (const auto& e : fs::recursive_directory_iterator(data / "sim")) {
+  const fs::path where = root.empty() ? data / "sim" : root;
+  if (!fs::exists(where)) return out;
+  for (const auto& e : fs::recursive_directory_iterator(where)) {
     if (e.path().extension() != ".flash") continue;
     auto image = Flash::load(e.path());
     out[hex_encode(image.chip_id)] = std::move(image);
@@ -62,7 +63,7 @@ std::map<std::string, FlashImage> simulated_devices(const fs::path& data) {
   return out;
 }
 
-LineFacts check_line(const fs::path& data, bool locked) {
+LineFacts check_line(const fs::path& data, bool locked, const fs::path& sims) {
   LineFacts facts;
   db::Connection c(data / "station.db", true);
   // Nothing handed out twice (the schema's UNIQUE constraints, checked from outside).
@@ -76,7 +77,7 @@ LineFacts check_line(const fs::path& data, bool locked) {
     auto st = c.prepare(sql);
     EXPECT_FALSE(st.step()) << sql << ": " << st.text(0);
   }
-  const auto devices = simulated_devices(data);
+  const auto devices = simulated_devices(data, sims);
   auto st = c.prepare("SELECT id, serial, chip_id, state FROM devices ORDER BY id");
   while (st.step()) {
     const std::string serial = st.text(1), chip = st.is_null(2) ? "" : st.text(2), state = st.text(3);

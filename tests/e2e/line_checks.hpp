@@ -28,8 +28,10 @@ DemoRun run_demo(const std::filesystem::path& data, const std::vector<std::strin
 int run_demo_killed_after(const std::filesystem::path& data, const std::vector<std::string>& args,
                           std::chrono::milliseconds delay);
 
-// Every flash image the demo's simulators hold, by chip id (hex).
-std::map<std::string, fixtures::sim::FlashImage> simulated_devices(const std::filesystem::path& data);
+// Every flash image the simulators hold, by chip id (hex): the demo's under DATA/sim, or
+// every *.flash under `root`.
+std::map<std::string, fixtures::sim::FlashImage> simulated_devices(const std::filesystem::path& data,
+                                                                   const std::filesystem::path& root = {});
 
 struct LineFacts {
   std::int64_t done = 0, failed = 0, other = 0;
@@ -40,6 +42,6 @@ struct LineFacts {
 // certificate serial twice; every device marked done holds, in its simulator's flash, the
 // certificate and DPP key of its one active identity (and is locked when `locked`); the
 // journal verifies.
-LineFacts check_line(const std::filesystem::path& data, bool locked);
+LineFacts check_line(const std::filesystem::path& data, bool locked, const std::filesystem::path& sims = {});
 
 }  // namespace station::test

@@ -9,13 +9,21 @@
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
 #include <random>
+#include <thread>
 #include <set>
 
 #include "db/sqlite.hpp"
 #include "label_fixtures.hpp"
 #include "line_checks.hpp"
 #include "wpas_harness.hpp"
+
+extern char** environ;
 
 namespace station::test {
 namespace {
@@ -235,6 +243,164 @@ TEST(LineFaults, AFailingFixtureEndsFailedWithItsReasonWhileTheOthersKeepGoing) 
       "details LIKE '%disconnected%'");
   sd.step();
   EXPECT_GE(sd.int64(0), 1);
+}
+
+// ---------------------------------------------------------------------------------------
+// station serve with fixtures, printers and the line from station.conf
+
+struct Background {
+  pid_t pid = -1;
+  Background(const std::vector<std::string>& argv, const fs::path& log) {
+    std::vector<std::string> args = argv;
+    std::vector<char*> cargv;
+    for (auto& a : args) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    ::posix_spawn_file_actions_init(&fa);
+    ::posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    ::posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
+    ::posix_spawn_file_actions_destroy(&fa);
+  }
+  int stop(int sig) {
+    if (pid <= 0) return -1;
+    ::kill(pid, sig);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    pid = -1;
+    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+  }
+  ~Background() { stop(SIGKILL); }
+};
+
+TEST(LineServe, RunsTheConfiguredFixturesWithAPoolOfMacsAndStopsInOrderOnSigterm) {
+  TempDir dir("line-serve");
+  const auto data = dir / "data";
+  ASSERT_EQ(run({station_bin(), "init", "--data", data.string()}).exit_code, 0);
+  // Two simulated fixtures with three devices each.
+  std::vector<std::unique_ptr<Background>> sims;
+  for (int k = 1; k <= 2; ++k) {
+    const auto sim_dir = dir / ("sim" + std::to_string(k));
+    fs::create_directories(sim_dir);
+    sims.push_back(std::make_unique<Background>(
+        std::vector<std::string>{built_binary("simdevice").string(), "--pty", (sim_dir / "tty").string(), "--devices", "3",
+                                 "--flash-dir", sim_dir.string()},
+        sim_dir / "log"));
+  }
+  std::string conf = read_file(data / "station.conf");
+  conf += "\n[printers.spool]\nuri = 'dir:" + (dir / "spool").string() + "'\n";
+  conf += "\n[line]\nprinter = 'spool'\npoll_ms = 50\n";
+  for (int k = 1; k <= 2; ++k)
+    conf += "\n[fixtures." + std::to_string(k) + "]\nport = '" + (dir / ("sim" + std::to_string(k)) / "tty").string() +
+            "'\ncommand_timeout_ms = 300\n";
+  write_file(data / "station.conf", conf);
+  fs::create_directories(dir / "spool");
+  // Refused by name: a bad transport, a port used twice, an unknown printer.
+  for (const auto& [bad, message] : std::vector<std::pair<std::string, std::string>>{
+           {"\n[fixtures.9]\ntransport = 'carrier-pigeon'\nport = 'x'\n", "fixtures.9.transport: must be"},
+           {"\n[fixtures.9]\nport = '" + (dir / "sim1" / "tty").string() + "'\n", "is already used by another fixture"},
+           {"\n[fixtures.9]\nport = '/dev/null'\nprinter = 'nope'\n", "fixtures.9.printer: names printer 'nope'"},
+           {"\n[fixtures.0]\nport = '/dev/null'\n", "fixtures are numbered 1 to 999"}}) {
+    write_file(dir / "bad.conf", conf + bad);
+    // A config in another folder resolves relative paths there: only the error matters here.
+    const auto r = run({station_bin(), "serve", "--config", (dir / "bad.conf").string()});
+    EXPECT_EQ(r.exit_code, 1) << bad;
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+  }
+  const auto opened = run({station_bin(), "batch", "open", "WO-SERVE", "--data", data.string(), "--product", "Widget",
+                           "--quantity", "6", "--mac-source", "pool:02a0b1:000100-0001ff", "--key-mode", "on-device"});
+  ASSERT_EQ(opened.exit_code, 0) << opened.err;
+  Background serve({station_bin(), "serve", "--data", data.string()}, dir / "serve.log");
+  std::int64_t done = 0;
+  for (int i = 0; i < 600 && done < 6; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const auto show = run({station_bin(), "batch", "show", "WO-SERVE", "--data", data.string(), "--json"});
+    const auto j = nlohmann::json::parse(show.out, nullptr, false);
+    if (j.is_object()) done = j.value("done", 0);
+  }
+  EXPECT_EQ(done, 6) << read_file(dir / "serve.log");
+  EXPECT_EQ(serve.stop(SIGTERM), 0) << read_file(dir / "serve.log");
+  EXPECT_NE(read_file(dir / "serve.log").find("stopped: 6 devices done"), std::string::npos) << read_file(dir / "serve.log");
+  // MACs came from the pool, in order; labels went to the configured printer.
+  db::Connection c(data / "station.db", true);
+  auto st = c.prepare("SELECT mac FROM devices ORDER BY mac");
+  std::vector<std::string> macs;
+  while (st.step()) macs.push_back(st.text(0));
+  EXPECT_EQ(macs, (std::vector<std::string>{"02a0b1000100", "02a0b1000101", "02a0b1000102", "02a0b1000103",
+                                            "02a0b1000104", "02a0b1000105"}));
+  int zpl = 0;
+  for (const auto& e : fs::directory_iterator(dir / "spool")) zpl += e.path().extension() == ".zpl" ? 1 : 0;
+  EXPECT_EQ(zpl, 6);
+  check_line(data, false, dir.path());
+}
+
+// A batch keeps running while a security officer rotates the issuing CA: devices issued
+// before get the old issuer, devices after the new one, and every chain verifies.
+TEST(LineRotation, ABatchRunningAcrossAnIssuingCaRotationIssuesUnderBothAndAllVerify) {
+  TempDir dir("line-rotate");
+  const auto data = dir / "data";
+  ASSERT_EQ(run({station_bin(), "init", "--data", data.string()}).exit_code, 0);
+  const auto alice = run({station_bin(), "user", "add", "--data", data.string(), "--role", "officer", "--name", "alice"});
+  ASSERT_EQ(alice.exit_code, 0) << alice.err;
+  write_file(dir / "alice.token", alice.out);
+  fs::permissions(dir / "alice.token", fs::perms::owner_read | fs::perms::owner_write);
+
+  // Slowed devices (20 ms an answer), so the rotation lands mid-batch.
+  Background demo({station_bin(), "demo", "--data", data.string(), "--devices", "24", "--fixtures", "2", "--json",
+                   "--no-png", "--sim-fault", "1:--slow=20", "--sim-fault", "2:--slow=20"},
+                  dir / "demo.log");
+  auto done_count = [&] {
+    if (!fs::exists(data / "station.db")) return std::int64_t{0};
+    db::Connection c(data / "station.db", true);
+    auto st = c.prepare("SELECT count(*) FROM devices WHERE state = 'done'");
+    st.step();
+    return st.int64(0);
+  };
+  for (int i = 0; i < 600 && done_count() < 6; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_GE(done_count(), 6) << read_file(dir / "demo.log");
+  const auto rotated = run({station_bin(), "ca", "rotate-issuing", "--data", data.string(), "--token-file",
+                            (dir / "alice.token").string()});
+  ASSERT_EQ(rotated.exit_code, 0) << rotated.out << rotated.err;
+  int status = 0;
+  ::waitpid(demo.pid, &status, 0);
+  demo.pid = -1;
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << read_file(dir / "demo.log");
+  EXPECT_NE(read_file(dir / "demo.log").find("\"devices_done\":24"), std::string::npos) << read_file(dir / "demo.log");
+
+  const auto facts = check_line(data, true);
+  EXPECT_EQ(facts.done, 24);
+  std::set<std::string> issuers;
+  {
+    db::Connection c(data / "station.db", true);
+    auto st = c.prepare("SELECT DISTINCT issuer_key_id FROM identities WHERE status = 'active'");
+    while (st.step()) issuers.insert(st.text(0));
+  }
+  EXPECT_EQ(issuers.size(), 2U) << "the rotation did not take over within the running batch";
+
+  // openssl verifies each device certificate with the chain the device holds, against the
+  // station's trust bundle.
+  const auto bundle = dir / "trust.pem";
+  const auto exported = run({station_bin(), "ca", "bundle", "--data", data.string(), "--out", bundle.string(),
+                             "--token-file", (dir / "alice.token").string()});
+  ASSERT_EQ(exported.exit_code, 0) << exported.err;
+  int verified = 0;
+  for (const auto& [chip, flash] : simulated_devices(data)) {
+    const auto cert = flash.items.find(fixtures::ItemId::device_cert);
+    const auto chain = flash.items.find(fixtures::ItemId::ca_chain);
+    ASSERT_TRUE(cert != flash.items.end() && chain != flash.items.end()) << chip;
+    const auto der = dir / "cert.der", chain_der = dir / "chain.der";
+    write_file(der, std::string(cert->second.begin(), cert->second.end()));
+    write_file(chain_der, std::string(chain->second.begin(), chain->second.end()));
+    ASSERT_EQ(run({"openssl", "x509", "-inform", "DER", "-in", der.string(), "-out", (dir / "cert.pem").string()}).exit_code, 0);
+    ASSERT_EQ(run({"openssl", "x509", "-inform", "DER", "-in", chain_der.string(), "-out", (dir / "chain.pem").string()})
+                  .exit_code,
+              0);
+    const auto v = run({"openssl", "verify", "-x509_strict", "-CAfile", bundle.string(), "-untrusted",
+                        (dir / "chain.pem").string(), (dir / "cert.pem").string()});
+    EXPECT_EQ(v.exit_code, 0) << chip << ": " << v.out << v.err;
+    ++verified;
+  }
+  EXPECT_EQ(verified, 24);
 }
 
 }  // namespace

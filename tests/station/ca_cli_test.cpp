@@ -345,7 +345,9 @@ TEST(StationInit, RealHsmCreatesOnlyConfigAndRecordsAndTakesThePinFromTheEnviron
   for (const auto& e : fs::directory_iterator(data)) made.insert(e.path().filename().string());
   made.erase("station.db-wal");
   made.erase("station.db-shm");
-  EXPECT_EQ(made, (std::set<std::string>{"station.conf", "station.db"}));
+  // The counters' high-water marks (docs/records.md) are the only other file: no key, no PIN.
+  EXPECT_EQ(made, (std::set<std::string>{"station.conf", "station.db", "station.db-highwater.json"}));
+  EXPECT_EQ(read_file(data / "station.db-highwater.json").find("PIN"), std::string::npos);
   const std::string conf = read_file(data / "station.conf");
   EXPECT_NE(conf.find("pin = 'env:LINE_HSM_PIN'"), std::string::npos);
   EXPECT_EQ(conf.find("line-pin-4711"), std::string::npos) << "the PIN itself reached the config";

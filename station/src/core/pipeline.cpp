@@ -865,7 +865,16 @@ struct ProvisioningLine::Impl {
         bool opened = false;
         bool usb_absent = false;
         try {
-          f.client = fx::open_fixture(f.strand, f.config.link);
+          if (options.open_link) {
+            fx::ClientOptions co;
+            co.fixture = f.config.link.name;
+            co.timeouts = f.config.link.timeouts;
+            co.retries = f.config.link.retries;
+            co.max_payload = f.config.link.max_payload;
+            f.client = std::make_unique<fx::DeviceClient>(options.open_link(f.strand, f.config), co);
+          } else {
+            f.client = fx::open_fixture(f.strand, f.config.link);
+          }
           set_status(f, "idle");
           opened = true;
         } catch (const Error& e) {

@@ -22,6 +22,7 @@
 #include "core/config.hpp"
 #include "core/events.hpp"
 #include "core/station.hpp"
+#include "fixtures/link.hpp"
 
 namespace station::core {
 
@@ -39,6 +40,9 @@ struct LineOptions {
   // Demo/test: stop when every fixture has been empty for this long (0: never).
   std::chrono::milliseconds stop_when_idle{0};
   std::function<void(const nlohmann::json& device)> on_device;  // each device that left
+  // Opens a fixture's link (default: fixtures::open_link with the fixture's config). The
+  // benchmark passes in-process simulator links here; give the link the executor passed.
+  std::function<std::unique_ptr<fixtures::Link>(boost::asio::any_io_executor, const FixtureSection&)> open_link;
 };
 
 struct DeviceOutcome {
