@@ -156,5 +156,15 @@ TEST(Errors, StationErrorsMapToStatusInOnePlace) {
   EXPECT_EQ(j["request_id"], 3);
 }
 
+TEST(Errors, MessagesQuoteClientTextAsPrintableAscii) {
+  for (const auto& e : {api_error([] { parse_method("P\xff\x01OST"); }),
+                        api_error([] { parse_device_query({{"\xc3", "1"}}); }),
+                        api_error([] { parse_open_batch("{\"\xc3\xa9\xc3\xa9\": 1}"); })}) {
+    EXPECT_EQ(e.message.find_first_of("\xff\x01\xc3"), std::string::npos) << e.message;
+    EXPECT_NO_THROW(static_cast<void>(to_json(e, 1).dump()));
+  }
+  EXPECT_EQ(dump_json(nlohmann::json{{"x", "\xff"}}), "{\"x\":\"\xef\xbf\xbd\"}");
+}
+
 }  // namespace
 }  // namespace station::http

@@ -77,7 +77,7 @@ ApiError conflict(std::string message) { return ApiError(409, "conflict", std::m
 Reply json_reply(int status, const json& body) {
   Reply r;
   r.status = status;
-  r.body = body.dump();
+  r.body = dump_json(body);
   return r;
 }
 

@@ -15,6 +15,16 @@ using nlohmann::json;
 
 ApiError bad_request(std::string message) { return ApiError(400, "invalid_argument", std::move(message)); }
 
+// Client text quoted in a message: printable ASCII only, at most `max` bytes, so a message
+// is always valid UTF-8 JSON and cannot smuggle control characters into a page or a log.
+std::string printable(std::string_view text, std::size_t max = 64) {
+  std::string out;
+  for (const char c : text.substr(0, max))
+    out.push_back(static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) < 0x7f ? c : '?');
+  if (text.size() > max) out += "...";
+  return out;
+}
+
 // Static arrays behind the routes' role lists (an initializer_list at namespace scope keeps
 // its array for the program's life).
 const Roles kAnyRole = {"operator", "officer", "auditor"};
@@ -117,7 +127,7 @@ void check_members(const json& body, const std::map<std::string, Kind>& fields, 
     if (it == fields.end()) {
       std::string known;
       for (const auto& [k, v] : fields) known += (known.empty() ? "" : ", ") + k;
-      throw bad_request(fmt::format("unknown field \"{}\" (known: {})", key.substr(0, 64), known));
+      throw bad_request(fmt::format("unknown field \"{}\" (known: {})", printable(key), known));
     }
     if (!has_kind(value, it->second)) throw bad_request(fmt::format("\"{}\" must be {}", key, kind_name(it->second)));
   }
@@ -136,7 +146,7 @@ void refuse_unknown(const std::map<std::string, std::string>& q, const std::set<
     if (known.count(k) == 0) {
       std::string names;
       for (const auto& n : known) names += (names.empty() ? "" : ", ") + n;
-      throw bad_request(fmt::format("unknown query parameter \"{}\" (known: {})", k.substr(0, 64), names));
+      throw bad_request(fmt::format("unknown query parameter \"{}\" (known: {})", printable(k), names));
     }
   }
 }
@@ -186,8 +196,8 @@ const std::vector<Route>& routes() {
 Method parse_method(std::string_view m) {
   if (m == "GET") return Method::get;
   if (m == "POST") return Method::post;
-  throw ApiError(405, "method_not_allowed", fmt::format("method {} is not used by this API (GET or POST)",
-                                                        std::string(m.substr(0, 16))));
+  throw ApiError(405, "method_not_allowed",
+                 fmt::format("method {} is not used by this API (GET or POST)", printable(m, 16)));
 }
 
 Match match_route(Method method, std::string_view path) {
@@ -429,5 +439,7 @@ ApiError to_api_error(const Error& e, std::uint64_t request_id) {
 json to_json(const ApiError& e, std::uint64_t request_id) {
   return {{"error", e.message}, {"code", e.code}, {"status", e.status}, {"request_id", request_id}};
 }
+
+std::string dump_json(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 }  // namespace station::http

@@ -147,5 +147,8 @@ void check_name(std::string_view what, std::string_view name);
 // generic message with `request_id`, and the caller logs the detail.
 ApiError to_api_error(const Error& e, std::uint64_t request_id);
 nlohmann::json to_json(const ApiError& e, std::uint64_t request_id);
+// What the API sends: JSON text in which any invalid UTF-8 (from the station's own records
+// or messages) is replaced, never an exception.
+std::string dump_json(const nlohmann::json& j);
 
 }  // namespace station::http

@@ -112,7 +112,7 @@ asio::awaitable<std::invoke_result_t<F>> on_pool(asio::thread_pool& pool, F fn) 
 
 std::string sse_event(const core::Event& e) {
   // JSON dumps have no raw newlines, so one data: line carries the payload.
-  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e.id, e.type, e.data.dump());
+  return fmt::format("id: {}\nevent: {}\ndata: {}\n\n", e.id, e.type, dump_json(e.data));
 }
 
 }  // namespace
