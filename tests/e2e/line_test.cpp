@@ -310,7 +310,19 @@ TEST(LineServe, RunsTheConfiguredFixturesWithAPoolOfMacsAndStopsInOrderOnSigterm
   const auto opened = run({station_bin(), "batch", "open", "WO-SERVE", "--data", data.string(), "--product", "Widget",
                            "--quantity", "6", "--mac-source", "pool:02a0b1:000100-0001ff", "--key-mode", "on-device"});
   ASSERT_EQ(opened.exit_code, 0) << opened.err;
-  Background serve({station_bin(), "serve", "--data", data.string()}, dir / "serve.log");
+  Background serve({station_bin(), "serve", "--data", data.string(), "--listen", "127.0.0.1:0"}, dir / "serve.log");
+  // It prints where the API listens; the health endpoint answers without a token.
+  std::string address;
+  for (int i = 0; i < 200 && address.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    const auto log = read_file(dir / "serve.log");
+    const auto at = log.find("station listening on http://");
+    if (at != std::string::npos) address = log.substr(at + 28, log.find('\n', at) - at - 28);
+  }
+  ASSERT_FALSE(address.empty()) << read_file(dir / "serve.log");
+  const auto health = run({"curl", "-sS", "--max-time", "10", "http://" + address + "/api/health"});
+  EXPECT_EQ(health.exit_code, 0) << health.err;
+  EXPECT_NE(health.out.find("\"version\""), std::string::npos) << health.out;
   std::int64_t done = 0;
   for (int i = 0; i < 600 && done < 6; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));

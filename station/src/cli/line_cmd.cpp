@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <iostream>
@@ -27,6 +28,7 @@
 #include "db/journal.hpp"
 #include "db/records.hpp"
 #include "core/labelling.hpp"
+#include "http/server.hpp"
 #include "labels/render.hpp"
 
 namespace station::cli {
@@ -136,8 +138,9 @@ void block_stop_signals() {
 
 class LineSignals {
  public:
-  explicit LineSignals(core::ProvisioningLine& line)
-      : thread_([this, &line] {
+  explicit LineSignals(core::ProvisioningLine& line) : LineSignals([&line] { line.stop(); }) {}
+  explicit LineSignals(std::function<void()> on_stop)
+      : thread_([this, on_stop = std::move(on_stop)] {
           sigset_t set;
           sigemptyset(&set);
           sigaddset(&set, SIGINT);
@@ -151,7 +154,7 @@ class LineSignals {
               ::_exit(130);
             }
             std::fprintf(stderr, "\nstation: stopping (devices in flight finish their step; again to quit now)\n");
-            line.stop();
+            on_stop();
           }
         }) {}
   ~LineSignals() {
@@ -402,21 +405,117 @@ struct ServeOptions {
   std::optional<std::string> batch;
 };
 
+// What the HTTP API sees of the line: the line working on the open batch, or, between
+// batches, the configured fixtures waiting for one.
+class CurrentLine final : public core::LineView {
+ public:
+  explicit CurrentLine(std::vector<core::FixtureSection> fixtures) : fixtures_(std::move(fixtures)) {}
+  void set(core::ProvisioningLine* line) {
+    const std::lock_guard lock(mutex_);
+    line_ = line;
+  }
+  std::vector<core::FixtureView> fixtures() const override {
+    const std::lock_guard lock(mutex_);
+    if (line_ != nullptr) return line_->fixtures();
+    std::vector<core::FixtureView> out;
+    for (const auto& f : fixtures_) {
+      core::FixtureView v;
+      v.number = f.number;
+      v.name = f.link.name;
+      v.port = f.link.transport == "usb" ? "usb " + f.link.port : f.link.port;
+      v.status = "paused";
+      v.reason = "no open batch";
+      v.hint = "open a batch to start the line";
+      out.push_back(v);
+    }
+    return out;
+  }
+  nlohmann::json progress() const override {
+    const std::lock_guard lock(mutex_);
+    if (line_ != nullptr) return line_->progress();
+    return {{"batch", nullptr}, {"state", "none"}, {"done", 0}, {"failed", 0}, {"in_flight", 0},
+            {"devices_per_min", 0.0}, {"hsm", "ok"}};
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<core::FixtureSection> fixtures_;
+  core::ProvisioningLine* line_ = nullptr;
+};
+
 void serve(const ServeOptions& o) {
   block_stop_signals();
   core::Station station(o.data, o.config);
   const std::string actor = core::os_user();
   for (const auto& line : core::recover_in_flight(station, actor)) std::cout << "recovered " << line << "\n";
-  core::LineOptions lo;
-  lo.batch = o.batch.value_or(station.config().line.batch);
-  lo.actor = actor;
-  lo.poll = std::chrono::milliseconds(station.config().line.poll_ms);
-  core::ProvisioningLine line(station, lo);
-  LineSignals signals(line);
-  std::cout << "station serving " << station.config().fixtures.size() << " fixtures" << std::endl;
-  const auto summary = line.run();
-  std::cout << fmt::format("stopped: {} devices done, {} failed in {:.1f} s\n", summary.done, summary.failed,
-                           summary.seconds);
+
+  core::EventBus bus;
+  CurrentLine current(station.config().fixtures);
+  boost::asio::io_context http_io;
+  auto http_options = http::options_from_config(station.config().http);
+  if (o.listen) http_options.listen = *o.listen;
+  http::Server server(http_io, http_options, {station, bus, &current});
+  server.start();
+  std::cout << "station listening on " << (http_options.tls ? "https://" : "http://") << server.address() << std::endl;
+  std::thread http_thread([&] { http_io.run(); });
+
+  std::atomic<bool> stopping{false};
+  std::mutex line_mutex;
+  core::ProvisioningLine* running = nullptr;
+  LineSignals signals([&] {
+    stopping = true;
+    const std::lock_guard lock(line_mutex);
+    if (running != nullptr) running->stop();
+  });
+  std::int64_t done = 0, failed = 0;
+  double seconds = 0;
+  std::string waiting_for;
+  while (!stopping) {
+    if (station.config().fixtures.empty()) {
+      if (waiting_for != "fixtures") std::cout << "no [fixtures] in station.conf: serving the API only" << std::endl;
+      waiting_for = "fixtures";
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    // The line works on one batch; between batches it waits for one to be opened (from the
+    // page, the API or `station batch open`).
+    core::LineOptions lo;
+    lo.batch = o.batch.value_or(station.config().line.batch);
+    lo.actor = actor;
+    lo.poll = std::chrono::milliseconds(station.config().line.poll_ms);
+    lo.stop_when_closed = true;
+    std::unique_ptr<core::ProvisioningLine> line;
+    try {
+      line = std::make_unique<core::ProvisioningLine>(station, lo, &bus);
+    } catch (const Error& e) {
+      if (e.code() != Errc::invalid_argument && e.code() != Errc::not_found) throw;
+      if (waiting_for != e.what()) std::cout << "waiting: " << e.what() << std::endl;
+      waiting_for = e.what();
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    waiting_for.clear();
+    {
+      const std::lock_guard lock(line_mutex);
+      running = line.get();
+      if (stopping) line->stop();
+    }
+    current.set(line.get());
+    std::cout << "line running batch " << line->progress().value("batch", std::string()) << " on "
+              << station.config().fixtures.size() << " fixtures" << std::endl;
+    const auto summary = line->run();
+    current.set(nullptr);
+    {
+      const std::lock_guard lock(line_mutex);
+      running = nullptr;
+    }
+    done += summary.done;
+    failed += summary.failed;
+    seconds += summary.seconds;
+  }
+  server.stop();
+  http_thread.join();
+  std::cout << fmt::format("stopped: {} devices done, {} failed in {:.1f} s\n", done, failed, seconds);
 }
 
 }  // namespace

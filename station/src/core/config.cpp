@@ -6,6 +6,7 @@
 #include <charconv>
 #include <cstdlib>
 #include <set>
+#include <fstream>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -146,9 +147,17 @@ StationConfig load_config(const std::filesystem::path& file) {
                                              "--config FILE",
                                              file.string()));
   }
+  std::ifstream in(file, std::ios::binary);
+  std::stringstream text;
+  text << in.rdbuf();
+  if (!in) throw Error(Errc::io_error, fmt::format("cannot read {}", file.string()));
+  return parse_config(text.str(), file);
+}
+
+StationConfig parse_config(std::string_view text, const std::filesystem::path& file) {
   toml::table root;
   try {
-    root = toml::parse_file(file.string());
+    root = toml::parse(text, file.string());
   } catch (const toml::parse_error& e) {
     throw Error(Errc::config_error, fmt::format("{}:{}:{}: {}", file.string(), e.source().begin.line,
                                                 e.source().begin.column, e.description()));

@@ -8,8 +8,9 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 
-#include "fixtures/fixture.hpp"
+#include "fixtures/fixture_config.hpp"
 #include "labels/printer_config.hpp"
 #include "labels/template.hpp"
 #include "pki/x509.hpp"
@@ -88,6 +89,9 @@ struct StationConfig {
 
 // Loads and validates a config file. Errors name the file, the key and the reason.
 StationConfig load_config(const std::filesystem::path& file);
+// The same from text (`file` names it in errors and anchors relative paths). Every
+// malformed input is an Error (config_error), never a crash: fuzz/config.cpp.
+StationConfig parse_config(std::string_view text, const std::filesystem::path& file);
 
 // The config for `--data DIR` / `--config FILE`: FILE when given, else DIR/station.conf.
 StationConfig load_station_config(const std::filesystem::path& data_dir, const std::optional<std::filesystem::path>& config);

@@ -250,23 +250,31 @@ struct ProvisioningLine::Impl {
 
   // Runs f() on the blocking pool and comes back to the fixture's strand, with its result
   // or its exception (journal commits and HSM signatures block for an fsync or a token).
+  // The coroutine's handler is posted to the pool and from there back to the strand: a
+  // plain co_await post(blocking, use_awaitable) would resume on the strand at once, so
+  // fn() would block an io thread and the fixtures would wait for each other's fsyncs.
   template <class F>
   asio::awaitable<std::invoke_result_t<F>> offload(Fixture& f, F fn) {
     using R = std::invoke_result_t<F>;
-    co_await asio::post(blocking, asio::use_awaitable);
     std::exception_ptr error;
     std::optional<std::conditional_t<std::is_void_v<R>, int, R>> result;
-    try {
-      if constexpr (std::is_void_v<R>) {
-        fn();
-        result = 0;
-      } else {
-        result.emplace(fn());
-      }
-    } catch (...) {
-      error = std::current_exception();
-    }
-    co_await asio::post(f.strand, asio::use_awaitable);
+    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [&](auto handler) {
+          asio::post(blocking, [&, handler = std::move(handler)]() mutable {
+            try {
+              if constexpr (std::is_void_v<R>) {
+                fn();
+                result = 0;
+              } else {
+                result.emplace(fn());
+              }
+            } catch (...) {
+              error = std::current_exception();
+            }
+            asio::post(f.strand, std::move(handler));
+          });
+        },
+        asio::use_awaitable);
     if (error) std::rethrow_exception(error);
     if constexpr (!std::is_void_v<R>) co_return std::move(*result);
   }
@@ -1007,6 +1015,7 @@ struct ProvisioningLine::Impl {
     const std::lock_guard lock(mutex);
     if (options.stop_after_devices > 0 && devices_left >= options.stop_after_devices) return true;
     if (options.stop_when_complete && batch_done >= batch.settings.quantity) return true;
+    if (options.stop_when_closed && batch_state == "closed") return true;
     if (options.stop_when_idle.count() > 0) {
       const auto now = std::chrono::steady_clock::now();
       for (const auto& f : fixtures)
@@ -1091,6 +1100,7 @@ LineSummary ProvisioningLine::run() {
     watchdog.expires_after(std::chrono::milliseconds(50));
     watchdog.async_wait([&](const boost::system::error_code& ec) {
       if (ec) return;
+      if (im.options.stop_when_closed) im.refresh_batch_state();
       if (im.should_stop()) {
         im.stopping = true;
         for (auto& f : im.fixtures)

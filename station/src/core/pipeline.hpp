@@ -37,6 +37,7 @@ struct LineOptions {
   // stop() (or, with stop_when_complete, until the batch is complete).
   std::int64_t stop_after_devices = 0;
   bool stop_when_complete = false;
+  bool stop_when_closed = false;          // stop when the batch is closed (serve: next batch)
   // Demo/test: stop when every fixture has been empty for this long (0: never).
   std::chrono::milliseconds stop_when_idle{0};
   std::function<void(const nlohmann::json& device)> on_device;  // each device that left
