@@ -224,6 +224,44 @@ class ProgressBar {
   bool tty_, quiet_;
 };
 
+// What the HTTP API sees of the line: the line working on the open batch, or, between
+// batches, the configured fixtures waiting for one.
+class CurrentLine final : public core::LineView {
+ public:
+  explicit CurrentLine(std::vector<core::FixtureSection> fixtures) : fixtures_(std::move(fixtures)) {}
+  void set(core::ProvisioningLine* line) {
+    const std::lock_guard lock(mutex_);
+    line_ = line;
+  }
+  std::vector<core::FixtureView> fixtures() const override {
+    const std::lock_guard lock(mutex_);
+    if (line_ != nullptr) return line_->fixtures();
+    std::vector<core::FixtureView> out;
+    for (const auto& f : fixtures_) {
+      core::FixtureView v;
+      v.number = f.number;
+      v.name = f.link.name;
+      v.port = f.link.transport == "usb" ? "usb " + f.link.port : f.link.port;
+      v.status = "paused";
+      v.reason = "no open batch";
+      v.hint = "open a batch to start the line";
+      out.push_back(v);
+    }
+    return out;
+  }
+  nlohmann::json progress() const override {
+    const std::lock_guard lock(mutex_);
+    if (line_ != nullptr) return line_->progress();
+    return {{"batch", nullptr}, {"state", "none"}, {"done", 0}, {"failed", 0}, {"in_flight", 0},
+            {"devices_per_min", 0.0}, {"hsm", "ok"}};
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::vector<core::FixtureSection> fixtures_;
+  core::ProvisioningLine* line_ = nullptr;
+};
+
 // ---------------------------------------------------------------------------------------
 // station demo
 
@@ -236,6 +274,8 @@ struct DemoOptions {
   bool lock = true;
   bool no_png = false;
   std::vector<std::string> sim_faults;  // "K:--flag[=value]": extra simdevice options for fixture K
+  bool serve = false;                    // keep the API and page up after the batch
+  std::optional<std::string> listen;
 };
 
 nlohmann::json batch_summary(core::Station& station, const core::Batch& b, double devices_per_s, bool verified) {
@@ -354,11 +394,43 @@ void demo(const DemoOptions& o) {
   lo.stop_when_complete = true;
   lo.stop_when_idle = std::chrono::milliseconds(3000);
   lo.on_device = [&](const nlohmann::json& d) { bar.device(d); };
-  core::ProvisioningLine line(station, lo);
-  LineSignals signals(line);
+  core::EventBus bus;
+  CurrentLine current(fixtures);
+  std::unique_ptr<boost::asio::io_context> http_io;
+  std::unique_ptr<http::Server> server;
+  std::thread http_thread;
+  if (o.serve) {
+    http_io = std::make_unique<boost::asio::io_context>();
+    auto http_options = http::options_from_config(station.config().http);
+    if (o.listen) http_options.listen = *o.listen;
+    server = std::make_unique<http::Server>(*http_io, http_options, http::Context{station, bus, &current});
+    server->start();
+    std::cout << "station listening on " << (http_options.tls ? "https://" : "http://") << server->address()
+              << std::endl;
+    http_thread = std::thread([&] { http_io->run(); });
+  }
+  core::ProvisioningLine line(station, lo, &bus);
+  current.set(&line);
+  std::atomic<bool> interrupted{false};
+  std::atomic<bool> stop_serving{false};
+  LineSignals signals([&] {
+    interrupted = true;
+    stop_serving = true;
+    line.stop();
+  });
   const auto summary = line.run();
+  current.set(nullptr);
   bar.finish();
   sims.kill_all();
+  // Ends the page on every exit path below (and after --serve's wait).
+  struct StopServer {
+    std::unique_ptr<http::Server>& server;
+    std::thread& thread;
+    ~StopServer() {
+      if (server) server->stop();
+      if (thread.joinable()) thread.join();
+    }
+  } stop_server{server, http_thread};
 
   // PNG previews of the labels (ZPL went to DIR/labels as each device left its fixture).
   if (!o.no_png) write_label_pngs(station, *batch);
@@ -372,15 +444,21 @@ void demo(const DemoOptions& o) {
   const bool complete = after && after->counts.in_flight == 0 &&
                         after->counts.done + after->counts.failed >= quantity;
   fs::path manifest;
-  if (complete && !signals.interrupted()) {
+  if (complete && !interrupted) {
     fs::create_directories(o.data / "manifests");
     manifest = o.data / "manifests" / (batch->name + ".manifest.jsonl");
     core::close_batch(station, batch->name, manifest, actor);
   }
   const double rate = summary.seconds > 0 ? static_cast<double>(summary.done) / summary.seconds : 0.0;
   auto j = batch_summary(station, *batch, rate, verified);
+  auto keep_serving = [&] {
+    if (!o.serve) return;
+    std::cerr << "serving the page until Ctrl-C" << std::endl;
+    while (!stop_serving) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  };
   if (o.json) {
-    std::cout << j.dump() << "\n";
+    std::cout << j.dump() << std::endl;
+    keep_serving();
     return;
   }
   std::cout << fmt::format("batch {}: {} done, {} failed in this batch; {} devices in {:.1f} s this run ({:.1f}/s)\n",
@@ -390,9 +468,10 @@ void demo(const DemoOptions& o) {
     std::cout << fmt::format("  {} on fixture {}: {} ({})\n", f["serial"].get<std::string>(),
                              f["fixture"].is_null() ? "?" : f["fixture"].get<std::string>(), f["state"].get<std::string>(),
                              f["reason"].is_null() ? "" : f["reason"].get<std::string>());
-  std::cout << "labels: " << (o.data / "labels").string() << " (ZPL and PNG)\n";
+  std::cout << "labels: " << (o.data / "labels").string() << (o.no_png ? " (ZPL)\n" : " (ZPL and PNG)\n");
   if (!manifest.empty()) std::cout << "closed; customer manifest: " << manifest.string() << "\n";
-  std::cout << "journal " << (verified ? "verified" : "FAILED verification") << "\n";
+  std::cout << "journal " << (verified ? "verified" : "FAILED verification") << std::endl;
+  keep_serving();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -403,44 +482,6 @@ struct ServeOptions {
   std::optional<fs::path> config;
   std::optional<std::string> listen;
   std::optional<std::string> batch;
-};
-
-// What the HTTP API sees of the line: the line working on the open batch, or, between
-// batches, the configured fixtures waiting for one.
-class CurrentLine final : public core::LineView {
- public:
-  explicit CurrentLine(std::vector<core::FixtureSection> fixtures) : fixtures_(std::move(fixtures)) {}
-  void set(core::ProvisioningLine* line) {
-    const std::lock_guard lock(mutex_);
-    line_ = line;
-  }
-  std::vector<core::FixtureView> fixtures() const override {
-    const std::lock_guard lock(mutex_);
-    if (line_ != nullptr) return line_->fixtures();
-    std::vector<core::FixtureView> out;
-    for (const auto& f : fixtures_) {
-      core::FixtureView v;
-      v.number = f.number;
-      v.name = f.link.name;
-      v.port = f.link.transport == "usb" ? "usb " + f.link.port : f.link.port;
-      v.status = "paused";
-      v.reason = "no open batch";
-      v.hint = "open a batch to start the line";
-      out.push_back(v);
-    }
-    return out;
-  }
-  nlohmann::json progress() const override {
-    const std::lock_guard lock(mutex_);
-    if (line_ != nullptr) return line_->progress();
-    return {{"batch", nullptr}, {"state", "none"}, {"done", 0}, {"failed", 0}, {"in_flight", 0},
-            {"devices_per_min", 0.0}, {"hsm", "ok"}};
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::vector<core::FixtureSection> fixtures_;
-  core::ProvisioningLine* line_ = nullptr;
 };
 
 void serve(const ServeOptions& o) {
@@ -534,6 +575,8 @@ void register_line(CLI::App& app, Context& /*ctx*/) {
   demo_cmd->add_flag("--no-png", d->no_png, "Skip the PNG label previews");
   demo_cmd->add_option("--sim-fault", d->sim_faults,
                        "K:--option[=value] for fixture K's simulator (e.g. 2:--fail-commit, 3:--corrupt-frame=5)");
+  demo_cmd->add_flag("--serve", d->serve, "Serve the API and the operator's page during and after the batch");
+  demo_cmd->add_option("--listen", d->listen, "HTTP address with --serve (default from [http] listen)");
   demo_cmd->callback([d] { demo(*d); });
 
   auto s = std::make_shared<ServeOptions>();
