@@ -273,6 +273,35 @@ Entry Journal::commit(EntryRequest request, Mutation mutation) {
   return result.get();
 }
 
+std::vector<Entry> Journal::commit_all(std::vector<std::pair<EntryRequest, Mutation>> requests) {
+  std::vector<Pending> pending(requests.size());
+  std::vector<std::future<Entry>> results;
+  results.reserve(requests.size());
+  for (std::size_t k = 0; k < requests.size(); ++k) {
+    pending[k].request = std::move(requests[k].first);
+    pending[k].mutation = std::move(requests[k].second);
+    results.push_back(pending[k].entry.get_future());
+  }
+  {
+    const std::lock_guard lock(mutex_);
+    if (stopping_) throw Error(Errc::internal, "journal is closing");
+    for (auto& p : pending) queue_.push_back(&p);
+  }
+  cv_.notify_one();
+  std::vector<Entry> entries;
+  entries.reserve(results.size());
+  std::exception_ptr first;
+  for (auto& r : results) {
+    try {
+      entries.push_back(r.get());
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
+  return entries;
+}
+
 Checkpoint Journal::checkpoint() {
   if (signer_ == nullptr) throw Error(Errc::config_error, "no audit signer: checkpoints need the HSM's audit key");
   Pending p;

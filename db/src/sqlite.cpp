@@ -2,9 +2,39 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cctype>
+#include <unordered_map>
+
 #include <fmt/format.h>
 
 namespace station::db {
+
+// Compiled statements by SQL text, idle ones only: a statement in use is taken out, so two
+// live statements never share one. Bounded, since some callers build SQL from filters.
+struct StatementCache {
+  static constexpr std::size_t kMax = 128;
+  std::unordered_map<std::string, sqlite3_stmt*> idle;
+
+  sqlite3_stmt* take(const std::string& sql) {
+    const auto it = idle.find(sql);
+    if (it == idle.end()) return nullptr;
+    sqlite3_stmt* st = it->second;
+    idle.erase(it);
+    return st;
+  }
+  void give_back(sqlite3_stmt* st) noexcept {
+    ::sqlite3_reset(st);  // ends its read of the database; an error was reported by step()
+    ::sqlite3_clear_bindings(st);
+    try {
+      if (idle.size() < kMax && idle.emplace(::sqlite3_sql(st), st).second) return;
+    } catch (...) {
+    }
+    ::sqlite3_finalize(st);
+  }
+  ~StatementCache() {
+    for (auto& [sql, st] : idle) ::sqlite3_finalize(st);
+  }
+};
 
 void throw_sqlite(sqlite3* db, int rc, std::string_view what) {
   const char* msg = db != nullptr ? ::sqlite3_errmsg(db) : ::sqlite3_errstr(rc);
@@ -26,32 +56,81 @@ Connection::Connection(const std::filesystem::path& path, bool read_only) {
     throw Error(rc == SQLITE_CANTOPEN ? Errc::not_found : Errc::db_error,
                 fmt::format("cannot open database {}: {}", path.string(), msg), rc);
   }
+  cache_ = std::make_unique<StatementCache>();
   ::sqlite3_extended_result_codes(db_, 1);
   ::sqlite3_busy_timeout(db_, 10000);
   if (!read_only) exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON");
 }
 
+Connection::Connection(Connection&& other) noexcept
+    : above_highwater(other.above_highwater), db_(other.db_), cache_(std::move(other.cache_)) {
+  other.db_ = nullptr;
+}
+
 Connection::~Connection() {
+  cache_.reset();  // finalized before the close, which refuses while statements remain
   if (db_ != nullptr) {
     const int rc = ::sqlite3_close(db_);
     if (rc != SQLITE_OK) spdlog::warn("closing the database: {}", ::sqlite3_errstr(rc));
   }
 }
 
-void Connection::exec(const std::string& sql) {
-  char* err = nullptr;
-  const int rc = ::sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
-  if (rc != SQLITE_OK) {
-    const std::string msg = err != nullptr ? err : ::sqlite3_errstr(rc);
-    ::sqlite3_free(err);
-    const int primary = rc & 0xff;
-    throw Error(primary == SQLITE_CONSTRAINT ? Errc::constraint_violation : Errc::db_error,
-                fmt::format("database: {}", msg), rc);
-  }
+namespace {
+
+[[noreturn]] void throw_exec(int rc, const std::string& msg) {
+  const int primary = rc & 0xff;
+  throw Error(primary == SQLITE_CONSTRAINT ? Errc::constraint_violation : Errc::db_error,
+              fmt::format("database: {}", msg), rc);
 }
 
-Statement Connection::prepare(const std::string& sql) { return Statement(db_, sql); }
+}  // namespace
+
+void Connection::exec(const std::string& sql) {
+  // One statement (BEGIN, COMMIT, SAVEPOINT ...): run it through the cache.
+  sqlite3_stmt* st = cache_->take(sql);
+  if (st == nullptr) {
+    const char* tail = nullptr;
+    const int rc = ::sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &st, &tail);
+    if (rc != SQLITE_OK) {
+      ::sqlite3_finalize(st);
+      throw_exec(rc, ::sqlite3_errmsg(db_));
+    }
+    bool single = st != nullptr;
+    for (const char* p = tail; single && p != nullptr && *p != '\0'; ++p)
+      single = std::isspace(static_cast<unsigned char>(*p)) != 0;
+    if (!single) {
+      ::sqlite3_finalize(st);
+      char* err = nullptr;
+      const int erc = ::sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &err);
+      if (erc != SQLITE_OK) {
+        const std::string msg = err != nullptr ? err : ::sqlite3_errstr(erc);
+        ::sqlite3_free(err);
+        throw_exec(erc, msg);
+      }
+      return;
+    }
+  }
+  int rc = SQLITE_ROW;
+  while (rc == SQLITE_ROW) rc = ::sqlite3_step(st);
+  if (rc != SQLITE_DONE) {
+    const std::string msg = ::sqlite3_errmsg(db_);
+    cache_->give_back(st);
+    throw_exec(rc, msg);
+  }
+  cache_->give_back(st);
+}
+
+Statement Connection::prepare(const std::string& sql) {
+  if (sqlite3_stmt* st = cache_->take(sql)) return Statement(db_, st, cache_.get());
+  sqlite3_stmt* st = nullptr;
+  const int rc = ::sqlite3_prepare_v2(db_, sql.c_str(), static_cast<int>(sql.size()), &st, nullptr);
+  if (rc != SQLITE_OK) {
+    ::sqlite3_finalize(st);
+    throw_sqlite(db_, rc, "preparing SQL");
+  }
+  return Statement(db_, st, cache_.get());
+}
 
 int Connection::user_version() {
   auto st = prepare("PRAGMA user_version");
@@ -64,7 +143,11 @@ Statement::Statement(sqlite3* db, const std::string& sql) : db_(db) {
   if (rc != SQLITE_OK) throw_sqlite(db, rc, "preparing SQL");
 }
 
-Statement::~Statement() { ::sqlite3_finalize(stmt_); }
+Statement::~Statement() {
+  if (stmt_ == nullptr) return;
+  if (cache_ != nullptr) cache_->give_back(stmt_);
+  else ::sqlite3_finalize(stmt_);
+}
 
 Statement& Statement::bind(int index, std::int64_t v) {
   const int rc = ::sqlite3_bind_int64(stmt_, index, v);

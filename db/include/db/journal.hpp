@@ -111,6 +111,10 @@ class Journal {
 
   // Applies `mutation` and appends the entry in one transaction; returns once durable.
   Entry commit(EntryRequest request, Mutation mutation = {});
+  // Appends many entries in order, up to 512 to a transaction (bulk imports, the benchmark's
+  // records at scale); returns once all are durable. Each fails alone like commit(); the
+  // first failure is rethrown after every entry has its outcome.
+  std::vector<Entry> commit_all(std::vector<std::pair<EntryRequest, Mutation>> requests);
   // Signs a checkpoint over the last entry now (Errc::not_found if the journal is empty).
   Checkpoint checkpoint();
 

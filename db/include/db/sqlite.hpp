@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,16 +20,17 @@ namespace station::db {
 [[noreturn]] void throw_sqlite(sqlite3* db, int rc, std::string_view what);
 
 class Statement;
+struct StatementCache;
 
-// A connection in WAL mode with synchronous=FULL and foreign keys on.
+// A connection in WAL mode with synchronous=FULL and foreign keys on. Statements made by
+// prepare() (and single statements run by exec()) are kept compiled after use and reused
+// for the same SQL text: parsing and planning cost more than most of the station's queries.
 class Connection {
  public:
   explicit Connection(const std::filesystem::path& path, bool read_only = false);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
-  Connection(Connection&& other) noexcept : above_highwater(other.above_highwater), db_(other.db_) {
-    other.db_ = nullptr;
-  }
+  Connection(Connection&& other) noexcept;
   ~Connection();
 
   sqlite3* raw() const noexcept { return db_; }
@@ -43,14 +45,19 @@ class Connection {
 
  private:
   sqlite3* db_ = nullptr;
+  std::unique_ptr<StatementCache> cache_;
 };
 
 class Statement {
  public:
   Statement(sqlite3* db, const std::string& sql);
+  // A statement of `cache` (compiled or reused); reset and returned to it on destruction.
+  Statement(sqlite3* db, sqlite3_stmt* stmt, StatementCache* cache) noexcept : db_(db), stmt_(stmt), cache_(cache) {}
   Statement(const Statement&) = delete;
   Statement& operator=(const Statement&) = delete;
-  Statement(Statement&& other) noexcept : db_(other.db_), stmt_(other.stmt_) { other.stmt_ = nullptr; }
+  Statement(Statement&& other) noexcept : db_(other.db_), stmt_(other.stmt_), cache_(other.cache_) {
+    other.stmt_ = nullptr;
+  }
   ~Statement();
 
   // Binding by 1-based index; std::nullopt binds NULL.
@@ -78,6 +85,7 @@ class Statement {
  private:
   sqlite3* db_;
   sqlite3_stmt* stmt_ = nullptr;
+  StatementCache* cache_ = nullptr;
 };
 
 // BEGIN IMMEDIATE .. COMMIT, rolled back on destruction unless committed.
