@@ -281,19 +281,6 @@ db::Journal& Station::journal() {
   return *journal_;
 }
 
-namespace {
-
-class RecordsLedger final : public pki::SerialLedger {
- public:
-  explicit RecordsLedger(db::Records& r) : records_(r) {}
-  bool contains(const std::string& serial_hex) override { return records_.certificate_serial_used(serial_hex); }
-
- private:
-  db::Records& records_;
-};
-
-}  // namespace
-
 IssueResult issue_device_certificate(Station& station, const IssueRequest& req) {
   auto& records = station.records();
   const auto& profile = station.config().profile(req.profile.empty() ? station.config().default_profile : req.profile);

@@ -56,6 +56,16 @@ class HsmCheckpointSigner final : public db::CheckpointSigner {
   std::string key_id_, cert_sha256_;
 };
 
+// Certificate serials already recorded (device or CA): the issuer's uniqueness ledger.
+class RecordsLedger final : public pki::SerialLedger {
+ public:
+  explicit RecordsLedger(db::Records& r) : records_(r) {}
+  bool contains(const std::string& serial_hex) override { return records_.certificate_serial_used(serial_hex); }
+
+ private:
+  db::Records& records_;
+};
+
 // An opened data folder. The HSM is opened (and logged in) on first use only, so
 // read-only commands never need the PIN; so is the journal's writer.
 class Station {

@@ -14,14 +14,7 @@
 namespace station::http {
 namespace {
 
-class RecordsLedger final : public pki::SerialLedger {
- public:
-  explicit RecordsLedger(db::Records& r) : records_(r) {}
-  bool contains(const std::string& serial_hex) override { return records_.certificate_serial_used(serial_hex); }
-
- private:
-  db::Records& records_;
-};
+using core::RecordsLedger;
 
 // P-256 key pair in memory; returns it and its SubjectPublicKeyInfo DER.
 ossl::Pkey session_key(Bytes& spki) {
