@@ -120,4 +120,41 @@ LineFacts check_line(const fs::path& data, bool locked, const fs::path& sims) {
   return facts;
 }
 
+Background::Background(const std::vector<std::string>& argv, const fs::path& log) {
+  std::vector<std::string> args = argv;
+  std::vector<char*> cargv;
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  ::posix_spawn_file_actions_init(&fa);
+  ::posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  ::posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  if (::posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ) != 0) pid = -1;
+  ::posix_spawn_file_actions_destroy(&fa);
+}
+
+int Background::stop(int sig) {
+  if (pid <= 0) return -1;
+  ::kill(pid, sig);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  pid = -1;
+  return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+std::string wait_for_listen_address(const fs::path& log, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  static const std::string kMark = "station listening on http://";
+  while (std::chrono::steady_clock::now() < until) {
+    const auto text = fs::exists(log) ? read_file(log) : std::string();
+    const auto at = text.find(kMark);
+    if (at != std::string::npos) {
+      const auto end = text.find('\n', at);
+      if (end != std::string::npos) return text.substr(at + kMark.size(), end - at - kMark.size());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return {};
+}
+
 }  // namespace station::test

@@ -2,6 +2,9 @@
 // run again): the records against what the simulated devices really hold.
 #pragma once
 
+#include <sys/types.h>
+
+#include <chrono>
 #include <filesystem>
 #include <map>
 #include <string>
@@ -43,5 +46,21 @@ struct LineFacts {
 // certificate and DPP key of its one active identity (and is locked when `locked`); the
 // journal verifies.
 LineFacts check_line(const std::filesystem::path& data, bool locked, const std::filesystem::path& sims = {});
+
+// A process in the background, stdout and stderr to `log`; killed (SIGKILL) on destruction.
+struct Background {
+  pid_t pid = -1;
+  Background(const std::vector<std::string>& argv, const std::filesystem::path& log);
+  // Sends `sig`, waits; the exit code, or 128+signal.
+  int stop(int sig);
+  ~Background() { stop(9); }
+  Background(const Background&) = delete;
+  Background& operator=(const Background&) = delete;
+};
+
+// The ADDR:PORT `station serve` prints ("station listening on http://ADDR") into `log`,
+// waited for up to `timeout`; empty when it never came.
+std::string wait_for_listen_address(const std::filesystem::path& log,
+                                    std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
 }  // namespace station::test

@@ -248,30 +248,6 @@ TEST(LineFaults, AFailingFixtureEndsFailedWithItsReasonWhileTheOthersKeepGoing) 
 // ---------------------------------------------------------------------------------------
 // station serve with fixtures, printers and the line from station.conf
 
-struct Background {
-  pid_t pid = -1;
-  Background(const std::vector<std::string>& argv, const fs::path& log) {
-    std::vector<std::string> args = argv;
-    std::vector<char*> cargv;
-    for (auto& a : args) cargv.push_back(a.data());
-    cargv.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    ::posix_spawn_file_actions_init(&fa);
-    ::posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::posix_spawn_file_actions_adddup2(&fa, 1, 2);
-    ::posix_spawn(&pid, cargv[0], &fa, nullptr, cargv.data(), environ);
-    ::posix_spawn_file_actions_destroy(&fa);
-  }
-  int stop(int sig) {
-    if (pid <= 0) return -1;
-    ::kill(pid, sig);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    pid = -1;
-    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
-  }
-  ~Background() { stop(SIGKILL); }
-};
 
 TEST(LineServe, RunsTheConfiguredFixturesWithAPoolOfMacsAndStopsInOrderOnSigterm) {
   TempDir dir("line-serve");
@@ -312,13 +288,7 @@ TEST(LineServe, RunsTheConfiguredFixturesWithAPoolOfMacsAndStopsInOrderOnSigterm
   ASSERT_EQ(opened.exit_code, 0) << opened.err;
   Background serve({station_bin(), "serve", "--data", data.string(), "--listen", "127.0.0.1:0"}, dir / "serve.log");
   // It prints where the API listens; the health endpoint answers without a token.
-  std::string address;
-  for (int i = 0; i < 200 && address.empty(); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    const auto log = read_file(dir / "serve.log");
-    const auto at = log.find("station listening on http://");
-    if (at != std::string::npos) address = log.substr(at + 28, log.find('\n', at) - at - 28);
-  }
+  const std::string address = wait_for_listen_address(dir / "serve.log");
   ASSERT_FALSE(address.empty()) << read_file(dir / "serve.log");
   const auto health = run({"curl", "-sS", "--max-time", "10", "http://" + address + "/api/health"});
   EXPECT_EQ(health.exit_code, 0) << health.err;
