@@ -211,7 +211,11 @@ function renderFixtures() {
 
 function fixtureTile(f) {
   const t = el("div", `tile ${f.status}`);
+  // Stable hooks for scripts and tests (tests/e2e/web): the number, state and tallies.
   t.dataset.fixture = f.number;
+  t.dataset.status = f.status;
+  t.dataset.done = f.done;
+  t.dataset.failed = f.failed;
   t.append(el("div", "name", f.name || `Fixture ${f.number}`));
   let status = STATUS_WORDS[f.status] || f.status;
   if (f.status === "busy" && f.step) status += `: ${STEP_WORDS[f.step] || f.step}`;
@@ -224,8 +228,12 @@ function fixtureTile(f) {
   return t;
 }
 
-function renderDevices(list) {
+function renderDevices(rows) {
   const body = $("devices");
+  // The rows are identities, newest first: a device that was retried has one per attempt
+  // (the earlier ones voided). Show each device once, as its newest identity.
+  const shown = new Set();
+  const list = rows.filter((d) => !shown.has(d.serial) && shown.add(d.serial));
   $("no-devices").hidden = list.length > 0;
   const keep = new Set(list.map((d) => d.serial));
   for (const [serial, url] of state.qr) {
@@ -238,7 +246,8 @@ function deviceRow(d) {
   const tr = el("tr");
   tr.dataset.serial = d.serial;
   const qrCell = el("td");
-  if (d.state === "done" || d.state === "labelled" || d.dpp_uri) {
+  // A preview only of a live identity: a voided one's label must not be shown (nor printed).
+  if (d.identity_status === "active" && d.dpp_uri) {
     const img = el("img", "qr");
     img.alt = `label of ${d.serial}`;
     qrCell.append(img);
