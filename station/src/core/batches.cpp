@@ -153,11 +153,13 @@ std::optional<Batch> find_batch(Station& station, const std::string& name) {
   return b;
 }
 
-std::vector<Batch> list_batches(Station& station) {
-  auto st = station.records().connection().prepare(fmt::format("SELECT {} FROM batches ORDER BY id", kBatchColumns));
+std::vector<Batch> list_batches(Station& station) { return list_batches(station.records()); }
+
+std::vector<Batch> list_batches(db::Records& records) {
+  auto st = records.connection().prepare(fmt::format("SELECT {} FROM batches ORDER BY id", kBatchColumns));
   std::vector<Batch> out;
   while (st.step()) out.push_back(read_batch(st));
-  for (auto& b : out) fill_counts(station.records(), b);
+  for (auto& b : out) fill_counts(records, b);
   return out;
 }
 

@@ -65,6 +65,7 @@ Batch open_batch(Station& station, const std::string& name, const BatchSettings&
 Batch set_batch_state(Station& station, const std::string& name, const std::string& to, const std::string& actor);
 std::optional<Batch> find_batch(Station& station, const std::string& name);
 std::vector<Batch> list_batches(Station& station);
+std::vector<Batch> list_batches(db::Records& records);  // e.g. on a Station::reader()
 
 // Reserves the next serial for the batch: takes the counter for its prefix and advances it
 // inside `conn` (call from a journal mutation so the reservation and its record commit

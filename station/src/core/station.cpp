@@ -254,9 +254,31 @@ Station::Station(const fs::path& data_dir, const std::optional<fs::path>& config
     throw Error(Errc::not_found, fmt::format("no station database at {}; was `station init` run for this folder?",
                                              db_path.string()));
   records_ = std::make_unique<db::Records>(db_path);
+  readers_ = std::make_unique<RecordsReaders>(db_path);
 }
 
 Station::~Station() = default;
+
+RecordsReaders::Lease RecordsReaders::acquire() {
+  {
+    const std::lock_guard lock(mutex_);
+    if (!idle_.empty()) {
+      auto r = std::move(idle_.back());
+      idle_.pop_back();
+      return Lease(*this, std::move(r));
+    }
+  }
+  return Lease(*this, std::make_unique<db::Records>(path_, true));
+}
+
+void RecordsReaders::give_back(std::unique_ptr<db::Records> r) {
+  const std::lock_guard lock(mutex_);
+  if (idle_.size() < max_idle_) idle_.push_back(std::move(r));
+}
+
+RecordsReaders::Lease::~Lease() {
+  if (records_) pool_->give_back(std::move(records_));
+}
 
 pki::Hsm& Station::hsm() {
   if (!hsm_) {

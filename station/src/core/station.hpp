@@ -66,6 +66,39 @@ class RecordsLedger final : public pki::SerialLedger {
   db::Records& records_;
 };
 
+// Read-only connections to the records for threads that only read (the HTTP API's
+// queries): each lease has a connection of its own, so a reader never takes the Station's
+// lock and, with SQLite's WAL, never waits for the line's writers nor they for it. Each
+// read sees the last committed state. Connections are opened on demand and kept for reuse
+// (with their compiled statements); at most `max_idle` are kept.
+class RecordsReaders {
+ public:
+  class Lease {
+   public:
+    Lease(RecordsReaders& pool, std::unique_ptr<db::Records> r) : pool_(&pool), records_(std::move(r)) {}
+    Lease(Lease&&) noexcept = default;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    db::Records& operator*() noexcept { return *records_; }
+    db::Records* operator->() noexcept { return records_.get(); }
+
+   private:
+    RecordsReaders* pool_;
+    std::unique_ptr<db::Records> records_;
+  };
+
+  explicit RecordsReaders(std::filesystem::path db_path, std::size_t max_idle = 8)
+      : path_(std::move(db_path)), max_idle_(max_idle) {}
+  Lease acquire();
+
+ private:
+  void give_back(std::unique_ptr<db::Records> r);
+  std::filesystem::path path_;
+  std::size_t max_idle_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<db::Records>> idle_;
+};
+
 // An opened data folder. The HSM is opened (and logged in) on first use only, so
 // read-only commands never need the PIN; so is the journal's writer.
 class Station {
@@ -83,11 +116,14 @@ class Station {
   // opening of the HSM and journal (the pipeline and the HTTP API run on several threads;
   // journal() and hsm() themselves are thread-safe once open).
   std::recursive_mutex& mutex() noexcept { return mutex_; }
+  // Read-only records on connections of their own, without mutex() (see RecordsReaders).
+  RecordsReaders::Lease reader() { return readers_->acquire(); }
 
  private:
   StationConfig config_;
   std::recursive_mutex mutex_;
   std::unique_ptr<db::Records> records_;
+  std::unique_ptr<RecordsReaders> readers_;
   std::unique_ptr<pki::Hsm> hsm_;
   std::unique_ptr<HsmCheckpointSigner> signer_;
   std::unique_ptr<db::Journal> journal_;  // declared last: closes (and signs) first

@@ -92,6 +92,8 @@ core::Actor Api::authorize(const Route& route, const ApiRequest& request) {
   SecretString secret{std::string(*token)};
   const std::string key = sha256_hex(as_bytes(secret.str()));
   auto check_role = [&](const core::Actor& actor) {
+    // Allowed needs no lock; a refusal is journaled (through the station, so under its lock).
+    if (std::find(route.roles.begin(), route.roles.end(), actor.role) != route.roles.end()) return;
     std::lock_guard station_lock(ctx_.station.mutex());
     try {
       core::require_role(ctx_.station, actor, route.roles, route.action);  // journals a refusal
@@ -103,10 +105,10 @@ core::Actor Api::authorize(const Route& route, const ApiRequest& request) {
 
   std::optional<core::Actor> cached;
   {
-    std::lock_guard station_lock(ctx_.station.mutex());
+    auto records = ctx_.station.reader();
     std::lock_guard lock(cache_mutex_);
     if (const auto it = cache_.find(key); it != cache_.end()) {
-      const auto user = ctx_.station.records().user_by_name(it->second.first.name);
+      const auto user = records->user_by_name(it->second.first.name);
       if (user && !user->disabled && user->token_hash == it->second.first.token_hash) {
         lru_.splice(lru_.begin(), lru_, it->second.second);
         cached = core::Actor{user->name, user->role};
@@ -174,9 +176,8 @@ Reply Api::route(const Match& m, const ApiRequest& req, const core::Actor& actor
       return json_reply(200, {{"name", actor.name}, {"role", actor.role}});
     case RouteId::batches_list: {
       no_query();
-      std::lock_guard lock(station.mutex());
       json out = json::array();
-      for (const auto& b : core::list_batches(station)) out.push_back(core::to_json(b));
+      for (const auto& b : core::list_batches(*station.reader())) out.push_back(core::to_json(b));
       return json_reply(200, out);
     }
     case RouteId::batches_open:
@@ -250,25 +251,23 @@ Reply Api::health() {
   json out = {{"version", STATION_VERSION}, {"time", db::now_rfc3339()}};
   std::string database = "ok", hsm = "ok";
   std::optional<std::int64_t> journal_seq;
-  {
+  try {
+    auto records = station.reader();
+    auto st = records->connection().prepare("SELECT max(seq) FROM journal");
+    if (st.step() && !st.is_null(0)) journal_seq = st.int64(0);
+  } catch (const Error&) {
+    database = "error";
+  }
+  // The HSM as the line sees it when one runs; otherwise ask the token for the issuing key.
+  if (ctx_.line == nullptr) {
     std::lock_guard lock(station.mutex());
     try {
-      auto st = station.records().connection().prepare("SELECT max(seq) FROM journal");
-      if (st.step() && !st.is_null(0)) journal_seq = st.int64(0);
+      const auto issuing = station.records().active_ca("issuing");
+      if (!issuing || !station.hsm().find_key(issuing->key_id)) hsm = "key missing";
     } catch (const Error&) {
-      database = "error";
+      hsm = "unavailable";
     }
-    // The HSM as the line sees it when one runs; otherwise ask the token for the issuing key.
-    if (ctx_.line == nullptr) {
-      try {
-        const auto issuing = station.records().active_ca("issuing");
-        if (!issuing || !station.hsm().find_key(issuing->key_id)) hsm = "key missing";
-      } catch (const Error&) {
-        hsm = "unavailable";
-      }
-    }
-  }
-  if (ctx_.line != nullptr) {
+  } else {
     const json p = ctx_.line->progress();
     hsm = p.value("hsm", std::string("ok"));
   }
@@ -282,8 +281,8 @@ Reply Api::health() {
   return json_reply(200, out);
 }
 
-json Api::label_status(std::int64_t device_id) {
-  auto st = ctx_.station.records().connection().prepare(
+json Api::label_status(db::Records& records, std::int64_t device_id) {
+  auto st = records.connection().prepare(
       "SELECT printer, result, time FROM labels WHERE device_id = ? ORDER BY id DESC LIMIT 1");
   st.bind(1, device_id);
   if (!st.step()) return nullptr;
@@ -300,8 +299,8 @@ Reply Api::devices(const ApiRequest& req) {
   f.fixture = dq.fixture;
   f.since = dq.since;
   f.until = dq.until;
-  std::lock_guard lock(ctx_.station.mutex());
-  auto rows = db::query_identities(ctx_.station.records().connection(), f);
+  auto records = ctx_.station.reader();
+  auto rows = db::query_identities(records->connection(), f);
   std::vector<const db::IdentityRow*> picked;
   if (dq.last) {
     for (auto it = rows.rbegin(); it != rows.rend() && static_cast<std::int64_t>(picked.size()) < *dq.last; ++it)
@@ -315,9 +314,9 @@ Reply Api::devices(const ApiRequest& req) {
   json out = json::array();
   for (const auto* r : picked) {
     json j = db::to_json(*r);
-    const auto d = ctx_.station.records().device_by_serial(r->serial);
+    const auto d = records->device_by_serial(r->serial);
     j["reason"] = d ? opt(d->reason) : json(nullptr);
-    j["label"] = d ? label_status(d->id) : json(nullptr);
+    j["label"] = d ? label_status(*records, d->id) : json(nullptr);
     out.push_back(std::move(j));
   }
   Reply reply = json_reply(200, out);
@@ -326,16 +325,15 @@ Reply Api::devices(const ApiRequest& req) {
 }
 
 Reply Api::device(const std::string& serial) {
-  auto& station = ctx_.station;
-  std::lock_guard lock(station.mutex());
-  const auto d = station.records().device_by_serial(serial);
+  auto records = ctx_.station.reader();
+  const auto d = records->device_by_serial(serial);
   if (!d) throw ApiError(404, "not_found", fmt::format("no device with serial {}", serial));
   db::QueryFilter f;
   f.serial = serial;
   json identities = json::array();
-  for (const auto& r : db::query_identities(station.records().connection(), f)) identities.push_back(db::to_json(r));
+  for (const auto& r : db::query_identities(records->connection(), f)) identities.push_back(db::to_json(r));
   json entries = json::array();
-  for (const auto& e : db::journal_entries_for(station.records().connection(), "device:" + serial))
+  for (const auto& e : db::journal_entries_for(records->connection(), "device:" + serial))
     entries.push_back(entry_json(e));
   return json_reply(200, {{"serial", d->serial},
                           {"chip_id", opt(d->chip_id)},
@@ -345,7 +343,7 @@ Reply Api::device(const std::string& serial) {
                           {"reason", opt(d->reason)},
                           {"created", d->created},
                           {"updated", d->updated},
-                          {"label", label_status(d->id)},
+                          {"label", label_status(*records, d->id)},
                           {"identities", identities},
                           {"journal", entries}});
 }
@@ -357,8 +355,8 @@ Reply Api::journal(const ApiRequest& req) {
   if (jq.since_time) sql += " AND time >= ?";
   if (jq.subject) sql += " AND subject = ?";
   sql += " ORDER BY seq LIMIT ?";
-  std::lock_guard lock(ctx_.station.mutex());
-  auto st = ctx_.station.records().connection().prepare(sql);
+  auto records = ctx_.station.reader();
+  auto st = records->connection().prepare(sql);
   int k = 1;
   if (jq.since_seq) st.bind(k++, *jq.since_seq);
   if (jq.since_time) st.bind(k++, *jq.since_time);

@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "db/records.hpp"
+
 #include "core/users.hpp"
 #include "http/request.hpp"
 #include "http/server.hpp"
@@ -67,7 +69,7 @@ class Api {
   Reply add_user(const ApiRequest& request, const core::Actor& actor);
   Reply label_png(const std::string& serial);
   Reply reprint(const std::string& serial, const core::Actor& actor);
-  nlohmann::json label_status(std::int64_t device_id);
+  static nlohmann::json label_status(db::Records& records, std::int64_t device_id);
 
   Context ctx_;
   std::function<nlohmann::json()> tls_info_;
