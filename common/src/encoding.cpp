@@ -4,6 +4,7 @@
 
 #include "common/bytes.hpp"
 #include "common/error.hpp"
+#include "common/ossl.hpp"
 
 namespace station {
 namespace {
@@ -112,7 +113,7 @@ std::optional<Bytes> base64_decode(std::string_view text) {
 Bytes sha256(ByteView data) {
   Bytes out(32);
   unsigned int len = 0;
-  if (EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_sha256(), nullptr) != 1 || len != 32) {
+  if (EVP_Digest(data.data(), data.size(), out.data(), &len, ossl::sha256(), nullptr) != 1 || len != 32) {
     throw Error(Errc::crypto_error, "SHA-256 failed");
   }
   return out;

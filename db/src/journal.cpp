@@ -199,7 +199,7 @@ bool verify_with_certificate(ByteView cert_der, ByteView message, ByteView signa
   EVP_PKEY* pub = ::X509_get0_pubkey(cert.get());
   if (pub == nullptr) return false;
   const ossl::MdCtx ctx(::EVP_MD_CTX_new());
-  const bool ok = ::EVP_DigestVerifyInit(ctx.get(), nullptr, ::EVP_sha256(), nullptr, pub) == 1 &&
+  const bool ok = ::EVP_DigestVerifyInit(ctx.get(), nullptr, ossl::sha256(), nullptr, pub) == 1 &&
                   ::EVP_DigestVerify(ctx.get(), signature.data(), signature.size(), message.data(), message.size()) == 1;
   ::ERR_clear_error();
   return ok;

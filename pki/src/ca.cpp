@@ -56,7 +56,7 @@ Bytes key_bits_sha1(const X509* cert) {
   if (bits == nullptr) throw ossl::error("certificate without a public key", Errc::parse_error);
   Bytes out(20);
   unsigned int len = 0;
-  if (::EVP_Digest(bits->data, static_cast<std::size_t>(bits->length), out.data(), &len, ::EVP_sha1(), nullptr) != 1)
+  if (::EVP_Digest(bits->data, static_cast<std::size_t>(bits->length), out.data(), &len, ossl::sha1(), nullptr) != 1)
     throw ossl::error("SHA-1");
   return out;
 }
@@ -103,10 +103,10 @@ Signer parse_signer(const CaSigner& ca) {
   std::size_t glen = 0;
   ::EVP_PKEY_get_group_name(s.pub.get(), group, sizeof group, &glen);
   if (std::string_view(group) == "secp384r1") {
-    s.md = ::EVP_sha384();
+    s.md = ossl::sha384();
     s.alg_der = der::seq({der::oid("1.2.840.10045.4.3.3")});
   } else if (std::string_view(group) == "prime256v1") {
-    s.md = ::EVP_sha256();
+    s.md = ossl::sha256();
     s.alg_der = der::seq({der::oid("1.2.840.10045.4.3.2")});
   } else {
     throw Error(Errc::unsupported, fmt::format("CA key on curve '{}': the station signs with P-256 or P-384", group));

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "internal/dpp_key_decode.hpp"
+#include "common/ossl.hpp"
 #include "pki/dpp.hpp"
 
 namespace station::pki::dpp {
@@ -218,7 +219,7 @@ std::array<std::uint8_t, 32> digest(std::string_view prefix, const Bytes& data) 
   std::array<std::uint8_t, 32> out{};
   ossl::MdCtx md(::EVP_MD_CTX_new());
   unsigned int len = 0;
-  if (!md || ::EVP_DigestInit_ex(md.get(), ::EVP_sha256(), nullptr) != 1 ||
+  if (!md || ::EVP_DigestInit_ex(md.get(), ossl::sha256(), nullptr) != 1 ||
       ::EVP_DigestUpdate(md.get(), prefix.data(), prefix.size()) != 1 ||
       ::EVP_DigestUpdate(md.get(), data.data(), data.size()) != 1 ||
       ::EVP_DigestFinal_ex(md.get(), out.data(), &len) != 1)

@@ -138,7 +138,7 @@ Bytes key_identifier(ByteView spki) {
   const Bytes bits = spki_key_bits(spki);
   Bytes out(20);
   unsigned int len = 0;
-  if (::EVP_Digest(bits.data(), bits.size(), out.data(), &len, ::EVP_sha1(), nullptr) != 1) throw ossl::error("SHA-1");
+  if (::EVP_Digest(bits.data(), bits.size(), out.data(), &len, ossl::sha1(), nullptr) != 1) throw ossl::error("SHA-1");
   return out;
 }
 
@@ -324,8 +324,8 @@ struct SigAlg {
 
 SigAlg sig_alg_for(CaCurve curve) {
   // RFC 5758 §3.2: ecdsa-with-SHA256 / -SHA384, parameters absent.
-  if (curve == CaCurve::p256) return {::EVP_sha256(), der::seq({der::oid("1.2.840.10045.4.3.2")})};
-  return {::EVP_sha384(), der::seq({der::oid("1.2.840.10045.4.3.3")})};
+  if (curve == CaCurve::p256) return {ossl::sha256(), der::seq({der::oid("1.2.840.10045.4.3.2")})};
+  return {ossl::sha384(), der::seq({der::oid("1.2.840.10045.4.3.3")})};
 }
 
 Bytes digest(const EVP_MD* md, ByteView data) {

@@ -48,6 +48,15 @@ using Asn1Object = std::unique_ptr<ASN1_OBJECT, Deleter<ASN1_OBJECT_free>>;
 using ParamBld = std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD_free>>;
 using Params = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM_free>>;
 
+// Message digests fetched from the default provider once, for the life of the process.
+// OpenSSL 3 looks EVP_sha256() and friends up in its provider store on every digest or
+// signature init (a lock and a hash-table walk), which was a measurable share of each
+// journal entry; an explicitly fetched EVP_MD skips that.
+const EVP_MD* sha1();
+const EVP_MD* sha256();
+const EVP_MD* sha384();
+const EVP_MD* sha512();
+
 // Drains OpenSSL's error queue into one message: "<what>: <openssl reason>".
 Error error(const std::string& what, Errc code = Errc::crypto_error);
 
