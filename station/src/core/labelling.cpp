@@ -20,9 +20,11 @@ struct DeviceLabel {
   std::string template_name = "default";
 };
 
+// On a read-only connection of its own (Station::reader): labels print while the line
+// and the API read and write, without taking the station's lock.
 DeviceLabel load(Station& station, const std::string& serial) {
-  const std::lock_guard lock(station.mutex());
-  auto& records = station.records();
+  auto lease = station.reader();
+  auto& records = *lease;
   auto device = records.device_by_serial(serial);
   if (!device) throw Error(Errc::not_found, fmt::format("no device with serial {}", serial));
   std::optional<db::IdentityRecord> identity;

@@ -607,13 +607,16 @@ struct ProvisioningLine::Impl {
     const auto mac = mac_text(w.info.mac);
     const auto fixture = std::to_string(f.config.number);
     db::DeviceRecord d;
-    auto entry = co_await offload(f, [&] {
-      station.journal().commit({options.actor, "device.detected", "chip:" + chip,
-                                {{"chip_id", chip}, {"fixture", f.config.number}, {"model", w.info.model},
-                                 {"firmware", w.info.firmware}, {"mac", mac}}});
-      crash_point("detected");
-      return station.journal().commit(
-          {options.actor, "device.reserved", "chip:" + chip, {{"chip_id", chip}, {"fixture", f.config.number}}},
+    // Both entries in one transaction (one flush to wait for): nothing leaves the station
+    // between them. A refused reservation still leaves the detection journaled.
+    co_await offload(f, [&] {
+      std::vector<std::pair<db::EntryRequest, db::Mutation>> entries;
+      entries.emplace_back(db::EntryRequest{options.actor, "device.detected", "chip:" + chip,
+                                            {{"chip_id", chip}, {"fixture", f.config.number}, {"model", w.info.model},
+                                             {"firmware", w.info.firmware}, {"mac", mac}}},
+                           db::Mutation{});
+      entries.emplace_back(
+          db::EntryRequest{options.actor, "device.reserved", "chip:" + chip, {{"chip_id", chip}, {"fixture", f.config.number}}},
           [&](db::Connection& c) {
             std::vector<db::RowRef> rows;
             auto [serial, counter] = next_serial(c, batch);
@@ -634,8 +637,9 @@ struct ProvisioningLine::Impl {
             d.id = rows.back().id;
             return rows;
           });
+      station.journal().commit_all(std::move(entries));
+      crash_point("detected");
     });
-    (void)entry;
     w.device = d;
     w.state = "reserved";
     set_status(f, "busy", "reserved");
