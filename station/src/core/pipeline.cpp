@@ -293,7 +293,7 @@ struct ProvisioningLine::Impl {
                   const std::string& hint = {}) {
     {
       const std::lock_guard lock(mutex);
-      if (f.view.status == status && f.view.step == step && f.view.reason == reason) return;
+      if (f.view.status == status && f.view.step == step && f.view.reason == reason && f.view.hint == hint) return;
       f.view.status = status;
       f.view.step = step;
       f.view.reason = reason;
@@ -980,7 +980,13 @@ struct ProvisioningLine::Impl {
         if (bus != nullptr)
           bus->publish("device", {{"serial", f.view.serial}, {"state", "failed"}, {"fixture", f.config.number},
                                   {"reason", reason}});
-        set_status(f, "failed", f.view.step, reason, "set the device aside for rework and insert the next one");
+        {
+          const std::lock_guard lock(mutex);
+          f.view.status = "failed";
+          f.view.reason = reason;
+          f.view.hint = "set the device aside for rework and insert the next one";
+        }
+        publish_fixture(f);  // always: the tile's failed count changed even when its state did not
         co_await bye_quietly(f);
         publish_progress();
       }
