@@ -365,7 +365,8 @@ class Pkcs11Hsm final : public Hsm {
 
   template <class F>
   auto with_session(F&& fn) -> std::invoke_result_t<F&, const p11::Session&> {
-    for (int attempt = 0;; ++attempt) {
+    bool reconnected = false, refreshed = false;
+    for (;;) {
       std::uint64_t gen = 0;
       {
         const std::lock_guard lock(mutex_);
@@ -380,14 +381,29 @@ class Pkcs11Hsm final : public Hsm {
           throw;
         }
       } catch (const Error& e) {
-        if (attempt == 0 && e.code() == Errc::hsm_unavailable &&
-            p11::rv_means_reconnect(static_cast<CK_RV>(e.native()))) {
+        const auto rv = static_cast<CK_RV>(e.native());
+        if (!reconnected && e.code() == Errc::hsm_unavailable && p11::rv_means_reconnect(rv)) {
+          reconnected = true;
           reconnect(gen);
+          continue;
+        }
+        // A key handle cached from before a reconnect (another thread may have looked the
+        // key up on a session of the old login and cached it after the reconnect cleared the
+        // cache), or a token changed underneath: look the keys up again, once.
+        if (!refreshed && (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID)) {
+          refreshed = true;
+          forget_handles();
           continue;
         }
         throw;
       }
     }
+  }
+
+  void forget_handles() {
+    const std::lock_guard lock(mutex_);
+    keys_.clear();
+    secret_keys_.clear();
   }
 
   void remember(const std::string& key_id, CK_OBJECT_HANDLE h, const HsmKeyInfo& info) {

@@ -3,7 +3,10 @@
 // EventBus as the HTTP API and the page see it.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <functional>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "core/batches.hpp"
@@ -12,12 +15,73 @@
 #include "core/pipeline.hpp"
 #include "simdevice/device.hpp"
 #include "simdevice/inprocess_link.hpp"
+#include "db/sqlite.hpp"
 #include "station_dir.hpp"
 
 namespace station::test {
 namespace {
 
 namespace sim = fixtures::sim;
+
+// Fixtures over in-process links to simulated lines of devices (the simulator's device
+// logic, no pty): {devices, fail_commit} per fixture, numbered from 1.
+struct InProcessFixtures {
+  std::vector<std::unique_ptr<sim::Line>> lines;
+  std::vector<std::unique_ptr<sim::Endpoint>> endpoints;
+  std::vector<core::FixtureSection> sections;
+
+  explicit InProcessFixtures(const std::vector<std::pair<unsigned, bool>>& spec) {
+    int k = 0;
+    for (const auto& [devices, fail_commit] : spec) {
+      sim::LineOptions lo;
+      lo.devices = devices;
+      lo.faults.fail_commit = fail_commit;
+      lines.push_back(std::make_unique<sim::Line>(lo));
+      endpoints.push_back(std::make_unique<sim::Endpoint>(*lines.back()));
+      core::FixtureSection f;
+      f.number = ++k;
+      f.link.name = "fixture " + std::to_string(k);
+      f.link.transport = "serial";
+      f.link.port = "in-process";
+      sections.push_back(f);
+    }
+  }
+  void attach(core::LineOptions& lo) {
+    lo.fixtures = sections;
+    lo.open_link = [this](fixtures::asio::any_io_executor ex,
+                          const core::FixtureSection& f) -> std::unique_ptr<fixtures::Link> {
+      return std::make_unique<sim::InProcessLink>(ex, *endpoints[static_cast<std::size_t>(f.number - 1)]);
+    };
+  }
+};
+
+core::Batch open_test_batch(core::Station& station, const std::string& name, std::int64_t quantity) {
+  const std::string actor = core::os_user();
+  core::refresh_crls(station, actor, station.config().resolve(station.config().line.crl_dir));
+  core::BatchSettings settings;
+  settings.product = "Widget";
+  settings.quantity = quantity;
+  settings.serial_pattern = name + "-{seq:04}";
+  settings.key_mode = "station";
+  return core::open_batch(station, name, settings, actor);
+}
+
+// Takes what the subscription has until `done(event)` returned true for some event, or the
+// time is up; returns whether it did.
+bool collect_until(core::EventBus::Subscription& sub, std::vector<core::Event>& into,
+                   const std::function<bool(const core::Event&)>& done,
+                   std::chrono::seconds limit = std::chrono::seconds(120)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < until) {
+    std::vector<core::Event> more;
+    sub.wait(more, std::chrono::milliseconds(100));
+    bool hit = false;
+    for (const auto& e : more) hit = done(e) || hit;
+    into.insert(into.end(), more.begin(), more.end());
+    if (hit) return true;
+  }
+  return false;
+}
 
 // Fixture 1 provisions two devices; fixture 2's only device fails every COMMIT and is set
 // aside after the line's three attempts. The tile of fixture 2 must count that device as
@@ -26,41 +90,16 @@ TEST(LineEvents, ASetAsideDeviceCountsOnItsFixtureTileInTheSameEvent) {
   StationDir st;
   core::Station station(st.data(), std::nullopt);
   const std::string actor = core::os_user();
-  core::refresh_crls(station, actor, station.config().resolve(station.config().line.crl_dir));
-  core::BatchSettings settings;
-  settings.product = "Widget";
-  settings.quantity = 3;
-  settings.serial_pattern = "EV-{seq:04}";
-  settings.key_mode = "station";
-  const auto batch = core::open_batch(station, "WO-EV", settings, actor);
+  const auto batch = open_test_batch(station, "EV", 3);
 
-  std::vector<std::unique_ptr<sim::Line>> lines;
-  std::vector<std::unique_ptr<sim::Endpoint>> endpoints;
-  std::vector<core::FixtureSection> fixtures;
-  for (int k = 1; k <= 2; ++k) {
-    sim::LineOptions lo;
-    lo.devices = k == 1 ? 2 : 1;
-    lo.faults.fail_commit = k == 2;
-    lines.push_back(std::make_unique<sim::Line>(lo));
-    endpoints.push_back(std::make_unique<sim::Endpoint>(*lines.back()));
-    core::FixtureSection f;
-    f.number = k;
-    f.link.name = "fixture " + std::to_string(k);
-    f.link.transport = "serial";
-    f.link.port = "in-process";
-    fixtures.push_back(f);
-  }
-
+  InProcessFixtures fx({{2, false}, {1, true}});
   core::EventBus bus(4096);
   const auto sub = bus.subscribe(0, 4096);
   core::LineOptions lo;
   lo.batch = batch.name;
-  lo.fixtures = fixtures;
   lo.actor = actor;
   lo.poll = std::chrono::milliseconds(5);
-  lo.open_link = [&](fixtures::asio::any_io_executor ex, const core::FixtureSection& f) -> std::unique_ptr<fixtures::Link> {
-    return std::make_unique<sim::InProcessLink>(ex, *endpoints[static_cast<std::size_t>(f.number - 1)]);
-  };
+  fx.attach(lo);
   core::ProvisioningLine line(station, lo, &bus);
   core::LineSummary summary;
   std::thread runner([&] { summary = line.run(); });
@@ -71,16 +110,11 @@ TEST(LineEvents, ASetAsideDeviceCountsOnItsFixtureTileInTheSameEvent) {
   std::vector<core::Event> events;
   bool given_up = false;
   int done = 0;
-  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while ((!given_up || done < 2) && std::chrono::steady_clock::now() < until) {
-    std::vector<core::Event> more;
-    sub->wait(more, std::chrono::milliseconds(200));
-    for (const auto& e : more) {
-      if (e.type == "device" && e.data.value("state", "") == "failed" && e.data.value("fixture", 0) == 2) given_up = true;
-      if (e.type == "device" && e.data.value("state", "") == "done") ++done;
-    }
-    events.insert(events.end(), more.begin(), more.end());
-  }
+  collect_until(*sub, events, [&](const core::Event& e) {
+    if (e.type == "device" && e.data.value("state", "") == "failed" && e.data.value("fixture", 0) == 2) given_up = true;
+    if (e.type == "device" && e.data.value("state", "") == "done") ++done;
+    return given_up && done >= 2;
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   line.stop();
   runner.join();
@@ -108,6 +142,86 @@ TEST(LineEvents, ASetAsideDeviceCountsOnItsFixtureTileInTheSameEvent) {
   EXPECT_EQ(last_tile[1].value("done", 0), 2);
   EXPECT_EQ(last_tile[2].value("failed", 0), 1);
   EXPECT_EQ(last_tile[2].value("status", ""), "failed");
+}
+
+// The HSM goes away mid-batch (every C_Sign answers CKR_DEVICE_REMOVED while a file
+// exists, through the forwarding PKCS#11 module in front of SoftHSM2): the fixtures pause
+// with "HSM unavailable", an alarm goes out, no device fails for it, and when the HSM comes
+// back the same devices finish, each with one certificate.
+TEST(LineEvents, AnHsmThatGoesAwayPausesTheFixturesAndNoDeviceFailsForIt) {
+  StationDir st;
+  const auto gate = st.data() / "hsm-unplugged";
+  write_file(gate, "");
+  ::setenv("P11SHIM_FAIL_WHILE", gate.c_str(), 1);
+  ::setenv("P11SHIM_FAIL_CALL", "C_Sign", 1);
+  struct Unset {
+    ~Unset() {
+      ::unsetenv("P11SHIM_FAIL_WHILE");
+      ::unsetenv("P11SHIM_FAIL_CALL");
+    }
+  } unset;
+  const auto conf = st.config_with({{std::string("module = '") + STATION_SOFTHSM_MODULE + "'",
+                                     std::string("module = '") + STATION_P11SHIM + "'"}},
+                                   "unplugged.conf");
+  write_file(conf, read_file(conf) + "\n[line]\nhsm_retry_ms = 50\n");
+  core::Station station(st.data(), conf);
+  const auto batch = open_test_batch(station, "HSM", 4);
+  InProcessFixtures fx({{2, false}, {2, false}});
+  core::EventBus bus(4096);
+  const auto sub = bus.subscribe(0, 4096);
+  core::LineOptions lo;
+  lo.batch = batch.name;
+  lo.actor = core::os_user();
+  lo.poll = std::chrono::milliseconds(5);
+  fx.attach(lo);
+  core::ProvisioningLine line(station, lo, &bus);
+  core::LineSummary summary;
+  std::thread runner([&] { summary = line.run(); });
+
+  // Both fixtures reach issuance and pause there; the alarm names the HSM.
+  std::vector<core::Event> events;
+  std::set<int> paused;
+  bool alarm = false;
+  const bool both_paused = collect_until(*sub, events, [&](const core::Event& e) {
+    if (e.type == "alarm" && e.data.value("hsm", "") == "unavailable") alarm = true;
+    if (e.type == "fixture" && e.data.value("status", "") == "paused" && e.data.value("reason", "") == "HSM unavailable")
+      paused.insert(e.data.value("number", 0));
+    return alarm && paused.size() == 2;
+  });
+  EXPECT_TRUE(both_paused) << "alarm " << alarm << ", paused fixtures " << paused.size();
+  // Let it retry a while (every 50 ms): still nothing failed.
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  sub->take(events);
+  for (const auto& e : events)
+    EXPECT_FALSE(e.type == "device" && e.data.value("state", "") == "failed") << e.data.dump();
+
+  // Plugged back in: the line goes on by itself.
+  std::filesystem::remove(gate);
+  int done = 0;
+  bool back = false;
+  const bool finished = collect_until(*sub, events, [&](const core::Event& e) {
+    if (e.type == "alarm" && e.data.value("hsm", "") == "ok") back = true;
+    if (e.type == "device" && e.data.value("state", "") == "done") ++done;
+    return back && done == 4;
+  });
+  EXPECT_TRUE(finished) << "back " << back << ", done " << done;
+  line.stop();
+  runner.join();
+  EXPECT_EQ(summary.done, 4);
+  EXPECT_EQ(summary.failed, 0);
+
+  // The records: four devices done, one active certificate each, no failure journaled.
+  db::Connection c(st.data() / "station.db", true);
+  auto q = c.prepare(
+      "SELECT (SELECT count(*) FROM devices WHERE state = 'done'), (SELECT count(*) FROM identities WHERE status = "
+      "'active'), (SELECT count(*) FROM identities), (SELECT count(*) FROM journal WHERE action = 'device.failed')");
+  ASSERT_TRUE(q.step());
+  EXPECT_EQ(q.int64(0), 4);
+  EXPECT_EQ(q.int64(1), 4);
+  EXPECT_EQ(q.int64(2), 4);
+  EXPECT_EQ(q.int64(3), 0);
+  auto why = c.prepare("SELECT details FROM journal WHERE action = 'device.failed'");
+  while (why.step()) ADD_FAILURE() << "journaled: " << why.text(0);
 }
 
 }  // namespace

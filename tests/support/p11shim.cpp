@@ -4,8 +4,12 @@
 //  - failing the N-th forwarded call (P11SHIM_FAIL_AT=N, 1-based, counted across all
 //    functions except C_GetFunctionList) with P11SHIM_FAIL_RV (hex, default CKR_DEVICE_ERROR),
 //    or the N-th call of one function (P11SHIM_FAIL_CALL=C_Sign, with P11SHIM_FAIL_AT=N).
+//  - failing every call (or every call of P11SHIM_FAIL_CALL) while the file named by
+//    P11SHIM_FAIL_WHILE exists, with P11SHIM_FAIL_RV (default CKR_DEVICE_REMOVED): an HSM
+//    unplugged and plugged back in, as a test decides.
 // This is the fault injection by count that STYLE.md asks for, on the real HSM path.
 #include <dlfcn.h>
+#include <unistd.h>
 #include <p11-kit/pkcs11.h>
 
 #include <atomic>
@@ -40,9 +44,15 @@ CK_RV before(const char* name) {
       std::fclose(f);
     }
   }
+  const char* only = std::getenv("P11SHIM_FAIL_CALL");
+  if (const char* gate = std::getenv("P11SHIM_FAIL_WHILE")) {
+    if ((only == nullptr || std::strcmp(only, name) == 0) && ::access(gate, F_OK) == 0) {
+      const char* rv = std::getenv("P11SHIM_FAIL_RV");
+      return rv != nullptr ? std::strtoul(rv, nullptr, 16) : CKR_DEVICE_REMOVED;
+    }
+  }
   const char* at = std::getenv("P11SHIM_FAIL_AT");
   if (at == nullptr) return CKR_OK;
-  const char* only = std::getenv("P11SHIM_FAIL_CALL");
   if (only != nullptr && std::strcmp(only, name) != 0) return CKR_OK;
   const unsigned long n = ++g_count;
   if (n != std::strtoul(at, nullptr, 10)) return CKR_OK;
