@@ -363,15 +363,16 @@ class Pkcs11Hsm final : public Hsm {
     cv_.notify_one();
   }
 
+  std::uint64_t generation() {
+    const std::lock_guard lock(mutex_);
+    return generation_;
+  }
+
   template <class F>
   auto with_session(F&& fn) -> std::invoke_result_t<F&, const p11::Session&> {
-    bool reconnected = false, refreshed = false;
+    bool reconnected = false, refreshed = false, rerun = false;
     for (;;) {
-      std::uint64_t gen = 0;
-      {
-        const std::lock_guard lock(mutex_);
-        gen = generation_;
-      }
+      const std::uint64_t gen = generation();
       try {
         Lease lease = acquire();
         try {
@@ -382,7 +383,20 @@ class Pkcs11Hsm final : public Hsm {
         }
       } catch (const Error& e) {
         const auto rv = static_cast<CK_RV>(e.native());
-        if (!reconnected && e.code() == Errc::hsm_unavailable && p11::rv_means_reconnect(rv)) {
+        // Another thread reconnected while this operation ran on a session of the old login:
+        // its logout fails operations in flight with whatever the token says then
+        // (CKR_USER_NOT_LOGGED_IN, CKR_GENERAL_ERROR from SoftHSM2, ...). Run it once more
+        // on the new login. (reconnect() holds the mutex throughout, so a failure it caused
+        // always sees the new generation here.)
+        if (!rerun && generation() != gen) {
+          rerun = true;
+          continue;
+        }
+        // A login lost underneath (another application logged the token out) is repaired by
+        // the same reconnect as a lost session.
+        const bool lost = (e.code() == Errc::hsm_unavailable && p11::rv_means_reconnect(rv)) ||
+                          rv == CKR_USER_NOT_LOGGED_IN;
+        if (!reconnected && lost) {
           reconnected = true;
           reconnect(gen);
           continue;
