@@ -75,6 +75,8 @@ struct LineBenchOptions {
   // serial: simdevice processes on pseudo-terminals at `baud` (0: in-process links)
   unsigned baud = 0;
   fs::path simdevice;
+  // where labels go: "tcp" (a loopback label printer, PrinterSink) or "dir" (the spool folder)
+  std::string printer = "tcp";
 };
 nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o);
 

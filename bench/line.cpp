@@ -1,6 +1,8 @@
 // Parts 2 and 3: the real line (ProvisioningLine: reserve, DPP key, certificate signed in
 // the HSM, write/commit/read-back/challenge against the simulator's device logic, lock, ZPL
-// label printed to the spool folder, every state journaled durably) with K fixtures, over
+// label printed to a TCP label printer (a loopback listener speaking the raw port-9100
+// protocol; `--printer dir`: the spool folder, written and fsynced per label), every state
+// journaled durably) with K fixtures, over
 // in-process zero-latency links (part 2) or over pseudo-terminals to `simdevice` processes
 // emulating a baud rate (part 3). Measures devices per second, the time each device spends
 // in its fixture, peak memory, and per device: HSM signatures, challenges verified, journal
@@ -11,7 +13,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <map>
+#include <optional>
 #include <mutex>
 #include <thread>
 
@@ -23,6 +27,7 @@
 #include "core/pipeline.hpp"
 #include "db/journal.hpp"
 #include "fixtures/fixture.hpp"
+#include "printer_sink.hpp"
 #include "simdevice/device.hpp"
 #include "simdevice/inprocess_link.hpp"
 
@@ -68,6 +73,14 @@ class Simulators {
   std::vector<pid_t> pids_;
 };
 
+std::uint64_t count_files(const fs::path& dir) {
+  std::error_code ec;
+  std::uint64_t n = 0;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_regular_file()) ++n;
+  return n;
+}
+
 }  // namespace
 
 nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o) {
@@ -75,6 +88,16 @@ nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o) {
   const bool serial = o.baud > 0;
   const fs::path dir = work / fmt::format("{}-{}", serial ? "serial" : "line", o.devices);
   make_station(dir, true);
+  if (o.printer != "tcp" && o.printer != "dir")
+    throw Error(Errc::invalid_argument, "bench: --printer tcp|dir, not " + o.printer);
+  std::optional<PrinterSink> sink;
+  if (o.printer == "tcp") {
+    // The line's printer: ~HS answered ("require": a job goes out only after a ready
+    // status), each job read to its end.
+    sink.emplace();
+    std::ofstream(dir / "station.conf", std::ios::app)
+        << "\n[printers.bench]\nuri = '" << sink->uri() << "'\nstatus = 'require'\n";
+  }
   core::Station station(dir, std::nullopt);
   const std::string actor = core::os_user();
   core::refresh_crls(station, actor, station.config().resolve(station.config().line.crl_dir));
@@ -96,6 +119,7 @@ nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o) {
     if (share == 0) continue;
     core::FixtureSection f;
     f.number = k;
+    if (sink) f.printer = "bench";
     f.link.name = fmt::format("fixture {}", k);
     f.link.transport = "serial";
     if (serial) {
@@ -177,6 +201,7 @@ nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o) {
 
   nlohmann::json out = {
       {"mode", serial ? "serial" : "in-process"},
+      {"printer", sink ? "tcp" : "dir"},
       {"devices", o.devices},
       {"fixtures", static_cast<int>(fixtures.size())},
       {"done", done},
@@ -191,6 +216,8 @@ nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o) {
        {{"hsm_signatures", static_cast<double>(signs) / n},
         {"challenges_verified", static_cast<double>(counters->challenges.load()) / n},
         {"journal_entries", static_cast<double>(entries) / n},
+        {"labels_printed",
+         static_cast<double>(sink ? sink->jobs() : count_files(station.config().resolve("labels"))) / n},
         {"bytes_sent", static_cast<double>(counters->bytes_sent.load()) / n},
         {"bytes_received", static_cast<double>(counters->bytes_received.load()) / n}}}};
   if (serial) {

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
   auto* line = app.add_subcommand("line", "The line end to end over in-process simulator links");
   line->add_option("--devices", lo.devices, "Devices in the batch (default 1000)");
   line->add_option("--fixtures", lo.fixtures, "Fixtures (default 8)");
+  line->add_option("--printer", lo.printer, "Labels to: tcp (a loopback raw-TCP label printer) or dir (spool folder)");
   LineBenchOptions so;
   so.devices = 32;
   so.baud = 115200;
@@ -32,6 +33,7 @@ int main(int argc, char** argv) {
   serial->add_option("--devices", so.devices, "Devices in the batch (default 32)");
   serial->add_option("--fixtures", so.fixtures, "Fixtures (default 8)");
   serial->add_option("--baud", so.baud, "Emulated line rate (default 115200)");
+  serial->add_option("--printer", so.printer, "Labels to: tcp (a loopback raw-TCP label printer) or dir (spool folder)");
   serial->add_option("--simdevice", so.simdevice, "The simdevice program")->required();
 
   RecordsOptions ro;

@@ -208,11 +208,11 @@ bool verify_with_certificate(ByteView cert_der, ByteView message, ByteView signa
 // ---------------------------------------------------------------------------------------
 // Journal
 
+// What the writer runs: a unit of entries (all or none) with its completion, or a checkpoint.
 struct Journal::Pending {
-  EntryRequest request;
-  Mutation mutation;
+  std::vector<Request> requests;
+  Completion done;
   bool is_checkpoint = false;
-  std::promise<Entry> entry;
   std::promise<Checkpoint> checkpoint;
 };
 
@@ -259,33 +259,58 @@ Journal::~Journal() {
   }
 }
 
-Entry Journal::commit(EntryRequest request, Mutation mutation) {
-  Pending p;
-  p.request = std::move(request);
-  p.mutation = std::move(mutation);
-  auto result = p.entry.get_future();
+void Journal::enqueue(std::unique_ptr<Pending> p) {
   {
     const std::lock_guard lock(mutex_);
     if (stopping_) throw Error(Errc::internal, "journal is closing");
-    queue_.push_back(&p);
+    queue_.push_back(std::move(p));
   }
   cv_.notify_one();
+}
+
+void Journal::commit_async(std::vector<Request> requests, Completion done) {
+  auto p = std::make_unique<Pending>();
+  p->requests = std::move(requests);
+  p->done = std::move(done);
+  enqueue(std::move(p));
+}
+
+std::vector<Entry> Journal::commit_together(std::vector<Request> requests) {
+  auto promise = std::make_shared<std::promise<std::vector<Entry>>>();
+  auto result = promise->get_future();
+  commit_async(std::move(requests), [promise](std::vector<Entry> entries, std::exception_ptr error) {
+    if (error) promise->set_exception(error);
+    else promise->set_value(std::move(entries));
+  });
   return result.get();
 }
 
-std::vector<Entry> Journal::commit_all(std::vector<std::pair<EntryRequest, Mutation>> requests) {
-  std::vector<Pending> pending(requests.size());
-  std::vector<std::future<Entry>> results;
+Entry Journal::commit(EntryRequest request, Mutation mutation) {
+  std::vector<Request> one;
+  one.emplace_back(std::move(request), std::move(mutation));
+  return std::move(commit_together(std::move(one)).front());
+}
+
+std::vector<Entry> Journal::commit_all(std::vector<Request> requests) {
+  std::vector<std::future<std::vector<Entry>>> results;
   results.reserve(requests.size());
-  for (std::size_t k = 0; k < requests.size(); ++k) {
-    pending[k].request = std::move(requests[k].first);
-    pending[k].mutation = std::move(requests[k].second);
-    results.push_back(pending[k].entry.get_future());
-  }
   {
+    std::vector<std::unique_ptr<Pending>> units;
+    units.reserve(requests.size());
+    for (auto& r : requests) {
+      auto promise = std::make_shared<std::promise<std::vector<Entry>>>();
+      results.push_back(promise->get_future());
+      auto p = std::make_unique<Pending>();
+      p->requests.push_back(std::move(r));
+      p->done = [promise](std::vector<Entry> entries, std::exception_ptr error) {
+        if (error) promise->set_exception(error);
+        else promise->set_value(std::move(entries));
+      };
+      units.push_back(std::move(p));
+    }
     const std::lock_guard lock(mutex_);
     if (stopping_) throw Error(Errc::internal, "journal is closing");
-    for (auto& p : pending) queue_.push_back(&p);
+    for (auto& p : units) queue_.push_back(std::move(p));
   }
   cv_.notify_one();
   std::vector<Entry> entries;
@@ -293,7 +318,7 @@ std::vector<Entry> Journal::commit_all(std::vector<std::pair<EntryRequest, Mutat
   std::exception_ptr first;
   for (auto& r : results) {
     try {
-      entries.push_back(r.get());
+      entries.push_back(std::move(r.get().front()));
     } catch (...) {
       if (!first) first = std::current_exception();
     }
@@ -304,14 +329,10 @@ std::vector<Entry> Journal::commit_all(std::vector<std::pair<EntryRequest, Mutat
 
 Checkpoint Journal::checkpoint() {
   if (signer_ == nullptr) throw Error(Errc::config_error, "no audit signer: checkpoints need the HSM's audit key");
-  Pending p;
-  p.is_checkpoint = true;
-  auto result = p.checkpoint.get_future();
-  {
-    const std::lock_guard lock(mutex_);
-    queue_.push_back(&p);
-  }
-  cv_.notify_one();
+  auto p = std::make_unique<Pending>();
+  p->is_checkpoint = true;
+  auto result = p->checkpoint.get_future();
+  enqueue(std::move(p));
   return result.get();
 }
 
@@ -326,13 +347,13 @@ std::optional<Entry> Journal::last() {
 
 void Journal::writer_loop() {
   for (;;) {
-    std::vector<Pending*> batch;
+    std::vector<std::unique_ptr<Pending>> batch;
     {
       std::unique_lock lock(mutex_);
       cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
       if (queue_.empty() && stopping_) return;
       while (!queue_.empty() && batch.size() < 512) {
-        batch.push_back(queue_.front());
+        batch.push_back(std::move(queue_.front()));
         queue_.pop_front();
       }
     }
@@ -340,36 +361,43 @@ void Journal::writer_loop() {
   }
 }
 
-void Journal::run_batch(std::vector<Pending*>& batch) {
+void Journal::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
   const std::lock_guard conn_lock(conn_mutex_);
   const auto saved_seq = last_seq_;
   const auto saved_hash = last_hash_;
   const auto saved_time = last_time_;
   const auto saved_cp = last_checkpoint_seq_;
-  // Every pending item gets exactly one outcome: its entry (once the batch committed) or
+  // Every pending item gets exactly one outcome: its entries (once the batch committed) or
   // an exception (its own failure, or the batch's).
-  std::vector<std::optional<Entry>> entries(batch.size());
+  std::vector<std::vector<Entry>> entries(batch.size());
   std::vector<std::optional<Checkpoint>> cps(batch.size());
-  std::vector<bool> failed(batch.size(), false);
+  std::vector<std::exception_ptr> errors(batch.size());
   try {
     Transaction tx(conn_);
     // Another process (a CLI command beside a running station) may have appended since:
     // under the write lock BEGIN IMMEDIATE holds, continue from what the file says.
     reload_tail();
     for (std::size_t k = 0; k < batch.size(); ++k) {
-      Pending* p = batch[k];
+      Pending& p = *batch[k];
+      const auto unit_seq = last_seq_;
+      const auto unit_hash = last_hash_;
+      const auto unit_time = last_time_;
       conn_.exec("SAVEPOINT entry");
       try {
-        if (p->is_checkpoint) {
+        if (p.is_checkpoint) {
           cps[k] = checkpoint_locked();
         } else {
-          const auto rows = p->mutation ? p->mutation(conn_) : std::vector<RowRef>{};
-          entries[k] = append_locked(p->request, rows);
+          for (const auto& [request, mutation] : p.requests) {
+            const auto rows = mutation ? mutation(conn_) : std::vector<RowRef>{};
+            entries[k].push_back(append_locked(request, rows));
+          }
         }
       } catch (...) {
-        failed[k] = true;
-        if (p->is_checkpoint) p->checkpoint.set_exception(std::current_exception());
-        else p->entry.set_exception(std::current_exception());
+        errors[k] = std::current_exception();
+        entries[k].clear();
+        last_seq_ = unit_seq;  // the unit's earlier entries are rolled back with it
+        last_hash_ = unit_hash;
+        last_time_ = unit_time;
         conn_.exec("ROLLBACK TO entry");  // if this fails too, the whole batch fails below
       }
       conn_.exec("RELEASE entry");
@@ -381,17 +409,26 @@ void Journal::run_batch(std::vector<Pending*>& batch) {
     last_time_ = saved_time;
     last_checkpoint_seq_ = saved_cp;
     for (std::size_t k = 0; k < batch.size(); ++k) {
-      if (failed[k]) continue;
-      if (batch[k]->is_checkpoint) batch[k]->checkpoint.set_exception(std::current_exception());
-      else batch[k]->entry.set_exception(std::current_exception());
+      if (!errors[k]) errors[k] = std::current_exception();
+      entries[k].clear();
     }
-    return;
   }
   for (std::size_t k = 0; k < batch.size(); ++k) {
-    if (failed[k]) continue;
-    if (batch[k]->is_checkpoint) batch[k]->checkpoint.set_value(std::move(*cps[k]));
-    else batch[k]->entry.set_value(std::move(*entries[k]));
+    Pending& p = *batch[k];
+    if (p.is_checkpoint) {
+      if (errors[k]) p.checkpoint.set_exception(errors[k]);
+      else p.checkpoint.set_value(std::move(*cps[k]));
+      continue;
+    }
+    try {
+      p.done(std::move(entries[k]), errors[k]);
+    } catch (const std::exception& e) {
+      spdlog::error("journal: a commit's completion threw: {}", e.what());
+    } catch (...) {
+      spdlog::error("journal: a commit's completion threw");
+    }
   }
+  batch.clear();
 
   if (signer_ != nullptr && last_seq_ > last_checkpoint_seq_ &&
       (last_seq_ - last_checkpoint_seq_ >= policy_.every_entries ||

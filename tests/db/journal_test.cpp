@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <future>
+#include <mutex>
 #include <thread>
 
 #include "db/audit.hpp"
@@ -59,6 +60,65 @@ TEST_F(JournalTest, AFailedMutationLeavesNeitherRowsNorEntry) {
   EXPECT_EQ(last->seq, 2);
   // The next entry continues the chain without a gap.
   EXPECT_EQ(j.commit({"op", "device.issued", "device:SN-2", {}}, test::add_device(2)).seq, 3);
+}
+
+TEST_F(JournalTest, EntriesCommittedTogetherAllLandOrNoneDoes) {
+  {
+    Journal j(path(), "st-1", &signer_);
+    // The unit's second mutation fails (SN-1 exists): its first entry and row go with it.
+    j.commit({"op", "device.issued", "device:SN-1", {}}, test::add_device(1));
+    std::vector<Journal::Request> unit;
+    unit.emplace_back(EntryRequest{"op", "device.issued", "device:SN-2", {}}, test::add_device(2));
+    unit.emplace_back(EntryRequest{"op", "device.issued", "device:SN-1", {}}, test::add_device(1));
+    EXPECT_THROW(j.commit_together(std::move(unit)), Error);
+    EXPECT_EQ(j.last()->seq, 2);
+    // A unit that succeeds lands whole and in order; the chain goes on without a gap.
+    std::vector<Journal::Request> good;
+    good.emplace_back(EntryRequest{"op", "device.keyed", "device:SN-2", {}}, Mutation{});
+    good.emplace_back(EntryRequest{"op", "device.issued", "device:SN-2", {}}, test::add_device(2));
+    const auto entries = j.commit_together(std::move(good));
+    ASSERT_EQ(entries.size(), 2U);
+    EXPECT_EQ(entries[0].seq, 3);
+    EXPECT_EQ(entries[1].seq, 4);
+    EXPECT_EQ(entries[1].prev_hash, entries[0].hash);
+  }
+  Records r(path(), true);
+  auto st = r.connection().prepare("SELECT count(*) FROM devices");
+  st.step();
+  EXPECT_EQ(st.int64(0), 2);
+  const auto report = verify();
+  EXPECT_TRUE(report.ok) << report.reason;
+}
+
+TEST_F(JournalTest, AsyncCommitsCompleteInQueueOrderOnceDurable) {
+  std::vector<std::int64_t> completed;
+  std::vector<std::string> failures;
+  {
+    Journal j(path(), "st-1", &signer_);
+    std::mutex m;
+    for (int n = 1; n <= 40; ++n) {
+      std::vector<Journal::Request> unit;
+      // Every fifth unit fails (a device that already exists); the others go on.
+      const int device = n % 5 == 0 ? 1 : n;
+      unit.emplace_back(EntryRequest{"op", "device.issued", "device:SN-" + std::to_string(n), {}},
+                        test::add_device(device));
+      j.commit_async(std::move(unit), [&, n](std::vector<Entry> entries, std::exception_ptr error) {
+        const std::lock_guard lock(m);
+        if (error) failures.push_back(std::to_string(n));
+        else completed.push_back(entries.at(0).seq);
+      });
+    }
+  }  // closing the journal completes every queued unit first
+  EXPECT_EQ(failures.size(), 8U);
+  ASSERT_EQ(completed.size(), 32U);
+  for (std::size_t k = 0; k < completed.size(); ++k) EXPECT_EQ(completed[k], static_cast<std::int64_t>(k) + 2);
+  // Durable: a fresh connection sees every completed entry.
+  Records r(path(), true);
+  auto st = r.connection().prepare("SELECT max(seq) FROM journal");
+  st.step();
+  EXPECT_EQ(st.int64(0), 33);
+  const auto report = verify();
+  EXPECT_TRUE(report.ok) << report.reason;
 }
 
 TEST_F(JournalTest, ConcurrentWritersShareCommitsAndKeepOneChain) {

@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <future>
@@ -109,12 +110,25 @@ class Journal {
   Journal& operator=(const Journal&) = delete;
   ~Journal();
 
+  using Request = std::pair<EntryRequest, Mutation>;
+  // The outcome of a unit (commit_async): its entries once durable, or the failure that
+  // rolled all of them back.
+  using Completion = std::function<void(std::vector<Entry>, std::exception_ptr)>;
+
   // Applies `mutation` and appends the entry in one transaction; returns once durable.
   Entry commit(EntryRequest request, Mutation mutation = {});
   // Appends many entries in order, up to 512 to a transaction (bulk imports, the benchmark's
   // records at scale); returns once all are durable. Each fails alone like commit(); the
   // first failure is rethrown after every entry has its outcome.
-  std::vector<Entry> commit_all(std::vector<std::pair<EntryRequest, Mutation>> requests);
+  std::vector<Entry> commit_all(std::vector<Request> requests);
+  // Appends the entries in order as one unit: all of them are durable or none is (a
+  // failing mutation rolls back the unit's earlier entries too, and is rethrown).
+  std::vector<Entry> commit_together(std::vector<Request> requests);
+  // commit_together without waiting: returns at once; `done` runs on the writer thread
+  // once the unit is durable or has failed (keep it short: hand the outcome over and return;
+  // it must not call into the journal). Units complete in the order they were queued, so a
+  // unit that completed durably implies every unit queued before it has completed.
+  void commit_async(std::vector<Request> requests, Completion done);
   // Signs a checkpoint over the last entry now (Errc::not_found if the journal is empty).
   Checkpoint checkpoint();
 
@@ -123,7 +137,8 @@ class Journal {
  private:
   struct Pending;
   void writer_loop();
-  void run_batch(std::vector<Pending*>& batch);
+  void run_batch(std::vector<std::unique_ptr<Pending>>& batch);
+  void enqueue(std::unique_ptr<Pending> p);
   Entry append_locked(const EntryRequest& r, const std::vector<RowRef>& rows);
   Checkpoint checkpoint_locked();
   void reload_tail();
@@ -135,7 +150,7 @@ class Journal {
   std::mutex conn_mutex_;  // the connection is used by the writer thread and by last()
   std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<Pending*> queue_;
+  std::deque<std::unique_ptr<Pending>> queue_;
   bool stopping_ = false;
   // Writer-thread state.
   std::int64_t last_seq_ = 0;

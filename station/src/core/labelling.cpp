@@ -63,21 +63,25 @@ const labels::ZplRenderer& renderer(const StationConfig& config, const std::stri
   return *r;
 }
 
-// Each print is journaled with its labels row; a successful first print of a verified
-// device moves it to `labelled` in the same entry.
+// Each print is journaled with its labels row; a successful print of a verified device
+// moves it to `labelled` in the same entry and, when asked, to `done` in a second entry of
+// the same transaction.
 class JournalReporter final : public labels::PrintReporter {
  public:
-  JournalReporter(Station& station, const DeviceLabel& label, std::string actor, bool reprint)
-      : station_(station), label_(label), actor_(std::move(actor)), reprint_(reprint) {}
+  JournalReporter(Station& station, const DeviceLabel& label, std::string actor, bool reprint,
+                  const std::optional<nlohmann::json>& finish)
+      : station_(station), label_(label), actor_(std::move(actor)), reprint_(reprint), done_(finish) {}
 
   void report(const labels::PrintReport& r) override {
     const bool to_labelled = r.ok && (label_.device.state == "verified" || label_.device.state == "locked");
     const std::string action = !r.ok ? "label.failed" : reprint_ ? "label.reprinted" : "label.printed";
     const std::int64_t device_id = label_.device.id;
-    station_.journal().commit(
-        {actor_, action, "device:" + label_.device.serial,
-         {{"serial", label_.device.serial}, {"printer", r.printer}, {"result", r.result}, {"bytes", r.bytes},
-          {"fixture", label_.data.fixture}}},
+    const std::string subject = "device:" + label_.device.serial;
+    std::vector<std::pair<db::EntryRequest, db::Mutation>> entries;
+    entries.emplace_back(
+        db::EntryRequest{actor_, action, subject,
+                         {{"serial", label_.device.serial}, {"printer", r.printer}, {"result", r.result},
+                          {"bytes", r.bytes}, {"fixture", label_.data.fixture}}},
         [&](db::Connection& c) {
           std::vector<db::RowRef> rows;
           rows.push_back(db::insert_label(c, device_id, r.printer, r.ok ? "printed" : r.result));
@@ -85,15 +89,24 @@ class JournalReporter final : public labels::PrintReporter {
           if (to_labelled) rows.push_back(db::set_device_state(c, device_id, "labelled"));
           return rows;
         });
+    if (to_labelled && done_) {
+      entries.emplace_back(db::EntryRequest{actor_, "device.done", subject, *done_}, [&](db::Connection& c) {
+        return std::vector<db::RowRef>{db::set_device_state(c, device_id, "done")};
+      });
+    }
+    station_.journal().commit_all(std::move(entries));
+    done = to_labelled && done_.has_value();
   }
 
   std::int64_t label_id = 0;
+  bool done = false;
 
  private:
   Station& station_;
   const DeviceLabel& label_;
   std::string actor_;
   bool reprint_;
+  const std::optional<nlohmann::json>& done_;
 };
 
 }  // namespace
@@ -101,7 +114,7 @@ class JournalReporter final : public labels::PrintReporter {
 labels::LabelData device_label_data(Station& station, const std::string& serial) { return load(station, serial).data; }
 
 PrintOutcome print_device_label(Station& station, const std::string& serial, const std::string& actor, bool reprint,
-                                const std::optional<std::string>& printer) {
+                                const std::optional<std::string>& printer, const std::optional<nlohmann::json>& done) {
   const DeviceLabel label = load(station, serial);
   const auto& config = station.config();
   std::string zpl;
@@ -124,7 +137,10 @@ PrintOutcome print_device_label(Station& station, const std::string& serial, con
     device = it->second.open();
     out.printer = name;
   }
-  JournalReporter reporter(station, label, actor, reprint);
+  // A reprint that completes a device whose first label failed finishes it.
+  std::optional<nlohmann::json> finish = done;
+  if (reprint && !finish) finish = nlohmann::json{{"serial", serial}, {"after", "reprint"}};
+  JournalReporter reporter(station, label, actor, reprint, finish);
   try {
     labels::print_and_report(*device, labels::PrintJob{serial, zpl, "zpl"}, reporter);
     out.status = "printed";
@@ -134,12 +150,7 @@ PrintOutcome print_device_label(Station& station, const std::string& serial, con
     out.detail = e.what();
   }
   out.label_id = reporter.label_id;
-  // A reprint that completes a device whose first label failed finishes it.
-  if (reprint && out.status == "printed" && (label.device.state == "verified" || label.device.state == "locked")) {
-    const std::int64_t id = label.device.id;
-    station.journal().commit({actor, "device.done", "device:" + serial, {{"serial", serial}, {"after", "reprint"}}},
-                             [&](db::Connection& c) { return std::vector<db::RowRef>{db::set_device_state(c, id, "done")}; });
-  }
+  out.done = reporter.done;
   return out;
 }
 

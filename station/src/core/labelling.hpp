@@ -21,13 +21,18 @@ struct PrintOutcome {
   std::string status;    // printed | failed
   std::string detail;    // the printer's answer or the failure in plain words
   std::int64_t label_id = 0;
+  bool done = false;     // the device was moved to `done` with its label's entry
 };
 
 // Prints the device's label on `printer` (a [printers] name; empty: the fixture's or the
 // line's printer, else ZPL files under DIR/labels) and records it (labels row + journal
-// entry "label.printed" or, with reprint, "label.reprinted" by actor). Thread-safe.
+// entry "label.printed" or, with reprint, "label.reprinted" by actor). A print that labels
+// a verified (or locked) device moves it to `labelled`; with `done` set, the same
+// transaction also journals "device.done" with those details and moves it to `done` (the
+// device needs nothing after its label, so one flush instead of two). Thread-safe.
 PrintOutcome print_device_label(Station& station, const std::string& serial, const std::string& actor,
-                                bool reprint, const std::optional<std::string>& printer = std::nullopt);
+                                bool reprint, const std::optional<std::string>& printer = std::nullopt,
+                                const std::optional<nlohmann::json>& done = std::nullopt);
 
 // For POST /api/devices/{serial}/reprint: print_device_label(..., reprint=true) as JSON
 // {"serial", "printer", "status", "detail", "label_id"}.

@@ -154,16 +154,13 @@ std::vector<std::string> recover_in_flight(Station& station, const std::string& 
       // Proven on the device and nothing left to write: the station may have stopped after
       // releasing it (BYE), so it may never come back. Its label is printed now; if it is
       // still in the fixture it is seen as done and released.
-      const auto printed = print_device_label(station, d.serial, actor, false);
-      if (printed.status != "printed") {
+      const auto printed = print_device_label(station, d.serial, actor, false, std::nullopt,
+                                              nlohmann::json{{"serial", d.serial}, {"after", "recovery"},
+                                                             {"from", d.state}});
+      if (printed.status != "printed" || !printed.done) {
         report.push_back(fmt::format("{} ({}): label not printed: {}", d.serial, d.state, printed.detail));
         continue;
       }
-      station.journal().commit({actor, "device.done", "device:" + d.serial,
-                                {{"serial", d.serial}, {"after", "recovery"}, {"from", d.state}}},
-                               [&](db::Connection& c) {
-                                 return std::vector<db::RowRef>{db::set_device_state(c, d.id, "done")};
-                               });
       report.push_back(fmt::format("{} ({}): verified before the stop; labelled and done", d.serial, d.state));
       continue;
     } else {
@@ -216,6 +213,7 @@ struct ProvisioningLine::Impl {
     Bytes spki;          // DPP public key (SubjectPublicKeyInfo, compressed)
     SecretBytes private_der;  // station-generated key while writing; wiped after
     std::vector<std::pair<fx::ItemId, Bytes>> items;  // written, non-secret
+    std::optional<nlohmann::json> keyed;  // the key's entry, journaled with its certificate
   };
 
   Station& station;
@@ -279,6 +277,34 @@ struct ProvisioningLine::Impl {
     if constexpr (!std::is_void_v<R>) co_return std::move(*result);
   }
 
+  // Commits the entries as one unit (all or none; Journal::commit_together) without holding
+  // a thread while the writer flushes: its completion resumes this coroutine on the strand.
+  // Mutations run on the writer thread while this coroutine waits, so they may refer to its
+  // locals.
+  asio::awaitable<std::vector<db::Entry>> commit_unit(Fixture& f, std::vector<db::Journal::Request> requests) {
+    std::vector<db::Entry> entries;
+    std::exception_ptr error;
+    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [&](auto handler) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto& strand = f.strand;
+          try {
+            station.journal().commit_async(std::move(requests),
+                                           [&entries, &error, &strand, h](std::vector<db::Entry> e, std::exception_ptr x) {
+                                             entries = std::move(e);
+                                             error = x;
+                                             asio::post(strand, std::move(*h));
+                                           });
+          } catch (...) {
+            error = std::current_exception();
+            asio::post(strand, std::move(*h));
+          }
+        },
+        asio::use_awaitable);
+    if (error) std::rethrow_exception(error);
+    co_return entries;
+  }
+
   void publish_fixture(Fixture& f) {
     FixtureView v;
     {
@@ -309,18 +335,18 @@ struct ProvisioningLine::Impl {
     details["fixture"] = f.config.number;
     const std::int64_t id = w.device.id;
     const std::string fixture = std::to_string(f.config.number);
-    auto entry = co_await offload(f, [&] {
-      return station.journal().commit({options.actor, "device." + state, "device:" + w.device.serial, details},
-                                      [&](db::Connection& c) {
-                                        std::vector<db::RowRef> rows;
-                                        if (extra) rows = extra(c);
-                                        rows.push_back(db::set_device_state(c, id, state, std::nullopt, fixture));
-                                        return rows;
-                                      });
-    });
+    std::vector<db::Journal::Request> unit;
+    unit.emplace_back(db::EntryRequest{options.actor, "device." + state, "device:" + w.device.serial, details},
+                      [&](db::Connection& c) {
+                        std::vector<db::RowRef> rows;
+                        if (extra) rows = extra(c);
+                        rows.push_back(db::set_device_state(c, id, state, std::nullopt, fixture));
+                        return rows;
+                      });
+    const auto entries = co_await commit_unit(f, std::move(unit));
     {
       const std::lock_guard lock(mutex);
-      last_journal_time = entry.time;
+      last_journal_time = entries.back().time;
     }
     w.state = state;
     w.device.state = state;
@@ -432,10 +458,13 @@ struct ProvisioningLine::Impl {
       w.spki = pair.public_key().spki_der();
       w.private_der = pair.ec_private_key_der();
     }
+    // Journaled with the certificate (step_issue): nothing leaves the station between them.
     nlohmann::json details;
+    details["serial"] = w.device.serial;
+    details["fixture"] = f.config.number;
     details["pkhash"] = sha256_hex(w.spki);
     details["key_mode"] = on_device ? "on-device" : "injected";
-    co_await journal_state(f, w, kKeyed, std::move(details));
+    w.keyed = std::move(details);
   }
 
   asio::awaitable<void> step_issue(Fixture& f, Work& w) {
@@ -475,8 +504,16 @@ struct ProvisioningLine::Impl {
                                .name;
         bool switched = false;
         try {
-          auto e = station.journal().commit(
-              {options.actor, "device.issued", "device:" + w.device.serial,
+          // `device.keyed` and `device.issued` as one unit: one flush, and a key is never
+          // journaled without its certificate (or the reason it has none: device.failed).
+          std::vector<db::Journal::Request> unit;
+          unit.emplace_back(db::EntryRequest{options.actor, "device." + kKeyed, "device:" + w.device.serial, *w.keyed},
+                            [&](db::Connection& c) {
+                              return std::vector<db::RowRef>{db::set_device_state(
+                                  c, w.device.id, kKeyed, std::nullopt, std::to_string(f.config.number))};
+                            });
+          unit.emplace_back(
+              db::EntryRequest{options.actor, "device.issued", "device:" + w.device.serial,
                {{"serial", w.device.serial}, {"fixture", f.config.number}, {"cert_serial", cert.serial},
                 {"cert_sha256", cert.sha256}, {"issuer", cert.issuer_key_id}, {"pkhash", identity.pkhash},
                 {"dpp_uri", uri}, {"key_mode", identity.key_mode}}},
@@ -494,10 +531,11 @@ struct ProvisioningLine::Impl {
                                                     std::to_string(f.config.number)));
                 return rows;
               });
+          auto e = station.journal().commit_together(std::move(unit));
           const std::lock_guard lock(mutex);
           chain = ca.der;
           anchors = trust_anchor_bytes;
-          return e;
+          return std::move(e.back());
         } catch (const Error&) {
           if (switched && attempt < 3) continue;
           throw;
@@ -509,8 +547,11 @@ struct ProvisioningLine::Impl {
       last_journal_time = entry.time;
     }
     w.identity = identity;
+    w.keyed.reset();
     w.state = "issued";
+    w.device.state = "issued";
     set_status(f, "busy", "issued");
+    crash_point(kKeyed);
     crash_point("issued");
 
     w.items.clear();
@@ -566,18 +607,28 @@ struct ProvisioningLine::Impl {
 
   // The label goes out when the device has left the fixture (after BYE), so neighbouring
   // fixtures' labels cannot be swapped; it carries the fixture number.
+  // The label's entry and `device.done` commit in one transaction (print_device_label's
+  // `done`): nothing happens between them, so the crash points "labelled" and "done" are
+  // the same moment.
   asio::awaitable<void> step_label(Fixture& f, Work& w) {
     const std::string serial = w.device.serial;
+    const nlohmann::json done = {{"serial", serial}, {"fixture", f.config.number}};
     const auto outcome = co_await offload(f, [&] {
       return print_device_label(station, serial, options.actor, false,
-                                f.config.printer.empty() ? std::nullopt : std::optional<std::string>(f.config.printer));
+                                f.config.printer.empty() ? std::nullopt : std::optional<std::string>(f.config.printer),
+                                done);
     });
     if (outcome.status != "printed")
       throw Error(Errc::io_error, fmt::format("label for {} not printed on {}: {}", serial, outcome.printer,
                                               outcome.detail));
-    w.state = "labelled";
+    if (!outcome.done)
+      throw Error(Errc::internal, fmt::format("label for {} printed but the device was not {} or {}", serial,
+                                              kVerified, kLocked));
+    w.state = kDone;
+    w.device.state = kDone;
+    set_status(f, "busy", kDone);
     crash_point("labelled");
-    co_await journal_state(f, w, kDone, nlohmann::json::object());
+    crash_point(kDone);
   }
 
   // ----- one device ------------------------------------------------------------------
@@ -609,13 +660,21 @@ struct ProvisioningLine::Impl {
     db::DeviceRecord d;
     // Both entries in one transaction (one flush to wait for): nothing leaves the station
     // between them. A refused reservation still leaves the detection journaled.
-    co_await offload(f, [&] {
-      std::vector<std::pair<db::EntryRequest, db::Mutation>> entries;
-      entries.emplace_back(db::EntryRequest{options.actor, "device.detected", "chip:" + chip,
-                                            {{"chip_id", chip}, {"fixture", f.config.number}, {"model", w.info.model},
-                                             {"firmware", w.info.firmware}, {"mac", mac}}},
-                           db::Mutation{});
-      entries.emplace_back(
+    // The detection is a unit of its own, queued first: it stays journaled when the
+    // reservation is refused, and the reservation's completion implies it is durable.
+    std::exception_ptr detect_error;
+    {
+      std::vector<db::Journal::Request> detected;
+      detected.emplace_back(db::EntryRequest{options.actor, "device.detected", "chip:" + chip,
+                                             {{"chip_id", chip}, {"fixture", f.config.number}, {"model", w.info.model},
+                                              {"firmware", w.info.firmware}, {"mac", mac}}},
+                            db::Mutation{});
+      station.journal().commit_async(std::move(detected), [&detect_error](std::vector<db::Entry>, std::exception_ptr x) {
+        detect_error = x;  // read after the next unit's completion, which comes after this one
+      });
+    }
+    std::vector<db::Journal::Request> reserved;
+    reserved.emplace_back(
           db::EntryRequest{options.actor, "device.reserved", "chip:" + chip, {{"chip_id", chip}, {"fixture", f.config.number}}},
           [&](db::Connection& c) {
             std::vector<db::RowRef> rows;
@@ -637,9 +696,9 @@ struct ProvisioningLine::Impl {
             d.id = rows.back().id;
             return rows;
           });
-      station.journal().commit_all(std::move(entries));
-      crash_point("detected");
-    });
+    co_await commit_unit(f, std::move(reserved));
+    if (detect_error) std::rethrow_exception(detect_error);
+    crash_point("detected");
     w.device = d;
     w.state = "reserved";
     set_status(f, "busy", "reserved");
