@@ -1,5 +1,6 @@
 #include "core/pipeline.hpp"
 
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -662,15 +663,17 @@ struct ProvisioningLine::Impl {
     // between them. A refused reservation still leaves the detection journaled.
     // The detection is a unit of its own, queued first: it stays journaled when the
     // reservation is refused, and the reservation's completion implies it is durable.
-    std::exception_ptr detect_error;
+    // Shared: should the reservation fail to queue (the journal closing), this completion
+    // may still run after this coroutine has gone.
+    auto detect_error = std::make_shared<std::exception_ptr>();
     {
       std::vector<db::Journal::Request> detected;
       detected.emplace_back(db::EntryRequest{options.actor, "device.detected", "chip:" + chip,
                                              {{"chip_id", chip}, {"fixture", f.config.number}, {"model", w.info.model},
                                               {"firmware", w.info.firmware}, {"mac", mac}}},
                             db::Mutation{});
-      station.journal().commit_async(std::move(detected), [&detect_error](std::vector<db::Entry>, std::exception_ptr x) {
-        detect_error = x;  // read after the next unit's completion, which comes after this one
+      station.journal().commit_async(std::move(detected), [detect_error](std::vector<db::Entry>, std::exception_ptr x) {
+        *detect_error = x;  // read after the next unit's completion, which comes after this one
       });
     }
     std::vector<db::Journal::Request> reserved;
@@ -697,7 +700,7 @@ struct ProvisioningLine::Impl {
             return rows;
           });
     co_await commit_unit(f, std::move(reserved));
-    if (detect_error) std::rethrow_exception(detect_error);
+    if (*detect_error) std::rethrow_exception(*detect_error);
     crash_point("detected");
     w.device = d;
     w.state = "reserved";
@@ -1183,7 +1186,11 @@ LineSummary ProvisioningLine::run() {
   };
   arm();
   std::vector<std::thread> threads;
-  for (unsigned i = 1; i < std::max(1U, im.options.threads); ++i) threads.emplace_back([&] { im.io.run(); });
+  for (unsigned i = 1; i < std::max(1U, im.options.threads); ++i)
+    threads.emplace_back([&] {
+      ::pthread_setname_np(::pthread_self(), "line-io");
+      im.io.run();
+    });
   im.io.run();
   for (auto& t : threads) t.join();
   im.blocking.join();
