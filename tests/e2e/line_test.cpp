@@ -159,6 +159,24 @@ TEST_P(LineCrash, TheRestartedStationCompletesTheBatchWithNothingTwice) {
   ASSERT_EQ(crashed.result.exit_code, 128 + 9) << "the station was not killed at " << GetParam().state << "\n"
                                                << crashed.result.out << crashed.result.err;
   EXPECT_NE(crashed.result.err.find("STATION_CRASH_AFTER"), std::string::npos) << crashed.result.err;
+  // Whatever the moment of the kill, a key is on disk only with its certificate and a
+  // printed label only with the device's `done`: each pair commits as one unit.
+  {
+    db::Connection c(data / "station.db", true);
+    const auto unpaired = [&](const char* first, const char* second) {
+      auto st = c.prepare(
+          "SELECT count(*) FROM journal a WHERE a.action = ? AND NOT EXISTS "
+          "(SELECT 1 FROM journal b WHERE b.action = ? AND b.subject = a.subject AND b.seq = a.seq + 1)");
+      st.bind(1, std::string(first)).bind(2, std::string(second));
+      st.step();
+      return st.int64(0);
+    };
+    EXPECT_EQ(unpaired("device.keyed", "device.issued"), 0);
+    EXPECT_EQ(unpaired("label.printed", "device.done"), 0);
+    auto st = c.prepare("SELECT count(*) FROM devices WHERE state IN ('keyed', 'labelled')");
+    st.step();
+    EXPECT_EQ(st.int64(0), 0) << "a device was left between the two entries of a unit";
+  }
 
   const auto resumed = run_demo(data, args);
   ASSERT_EQ(resumed.result.exit_code, 0) << resumed.result.out << resumed.result.err;
