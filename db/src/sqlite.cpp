@@ -60,6 +60,9 @@ Connection::Connection(const std::filesystem::path& path, bool read_only) {
   ::sqlite3_extended_result_codes(db_, 1);
   ::sqlite3_busy_timeout(db_, 10000);
   if (!read_only) exec("PRAGMA journal_mode=WAL");
+  // Readers look up a few rows by index each: a small page cache (the OS caches the file
+  // too), so a station's many reader connections keep flat memory as the records grow.
+  else exec("PRAGMA cache_size=-512");
   exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON");
 }
 

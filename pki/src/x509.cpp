@@ -6,7 +6,9 @@
 
 #include <array>
 #include <cstring>
+#include <deque>
 #include <mutex>
+#include <unordered_set>
 
 #include <fmt/format.h>
 
@@ -453,7 +455,12 @@ struct CertificateIssuer::Impl {
   Bytes alg_and_issuer;    // signature AlgorithmIdentifier + issuer Name
   Bytes constant_exts;     // basicConstraints, keyUsage, extKeyUsage, AKI, CRL DP
   std::mutex mutex;
-  std::set<std::string> issued_here;  // serials this process issued (before the caller records them)
+  // Serials this issuer made lately: those in flight between signing and the caller's
+  // record, which the ledger cannot see yet. Bounded (the oldest go first), so a long batch
+  // keeps flat memory; older serials are in the ledger or were never released.
+  static constexpr std::size_t kRecentSerials = 4096;
+  std::unordered_set<std::string> recent;
+  std::deque<std::string> recent_order;
 
   Impl(Hsm& h, CaSigner c, CertProfile p, SerialLedger* l, RandomSource r, Clock k)
       : hsm(h), ca(std::move(c)), profile(std::move(p)), ledger(l), random(std::move(r)), clock(std::move(k)),
@@ -479,9 +486,14 @@ struct CertificateIssuer::Impl {
       Bytes serial = random_serial(random);
       const std::string hex = serial_hex_of(der::integer_unsigned(serial));
       const std::lock_guard lock(mutex);
-      if (issued_here.count(hex) != 0) continue;
+      if (recent.count(hex) != 0) continue;
       if (ledger != nullptr && ledger->contains(hex)) continue;
-      issued_here.insert(hex);
+      recent.insert(hex);
+      recent_order.push_back(hex);
+      if (recent_order.size() > kRecentSerials) {
+        recent.erase(recent_order.front());
+        recent_order.pop_front();
+      }
       return serial;
     }
     throw Error(Errc::crypto_error,

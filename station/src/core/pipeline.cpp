@@ -1132,7 +1132,7 @@ ProvisioningLine::ProvisioningLine(Station& station, LineOptions options, EventB
     f->view.number = fc.number;
     f->view.name = fc.link.name;
     f->view.port = fc.link.transport == "usb" ? "usb " + fc.link.port : fc.link.port;
-    f->reader = std::make_unique<db::Connection>(station.config().resolve(station.config().database));
+    f->reader = std::make_unique<db::Connection>(station.config().resolve(station.config().database), true);
     im.fixtures.push_back(std::move(f));
   }
 }

@@ -82,7 +82,14 @@ bool is_valid_role(std::string_view role) noexcept {
 
 Error deny(Station& station, const std::string& actor, std::string_view action, const std::string& subject,
            const std::string& reason) {
-  station.journal().commit({actor, "auth.denied", subject, {{"attempted", action}, {"reason", reason}}});
+  // The station's lock only to open the journal (thread-safe once open): callers need not
+  // hold it, and an allowed request (require_role returns before this) takes no lock.
+  db::Journal* journal = nullptr;
+  {
+    const std::lock_guard lock(station.mutex());
+    journal = &station.journal();
+  }
+  journal->commit({actor, "auth.denied", subject, {{"attempted", action}, {"reason", reason}}});
   return Error(Errc::permission_denied, reason);
 }
 
