@@ -279,13 +279,22 @@ void Journal::commit_async(std::vector<Request> requests, Completion done) {
   enqueue(std::move(p));
 }
 
+namespace {
+
+// A completion that hands a unit's outcome to a waiting caller.
+Journal::Completion fulfil(std::shared_ptr<std::promise<std::vector<Entry>>> promise) {
+  return [promise = std::move(promise)](std::vector<Entry> entries, std::exception_ptr error) {
+    if (error) promise->set_exception(error);
+    else promise->set_value(std::move(entries));
+  };
+}
+
+}  // namespace
+
 std::vector<Entry> Journal::commit_together(std::vector<Request> requests) {
   auto promise = std::make_shared<std::promise<std::vector<Entry>>>();
   auto result = promise->get_future();
-  commit_async(std::move(requests), [promise](std::vector<Entry> entries, std::exception_ptr error) {
-    if (error) promise->set_exception(error);
-    else promise->set_value(std::move(entries));
-  });
+  commit_async(std::move(requests), fulfil(std::move(promise)));
   return result.get();
 }
 
@@ -296,27 +305,17 @@ Entry Journal::commit(EntryRequest request, Mutation mutation) {
 }
 
 std::vector<Entry> Journal::commit_all(std::vector<Request> requests) {
+  // Each request a unit of its own, all queued before the first is waited for, so the
+  // writer takes up to 512 of them into one transaction.
   std::vector<std::future<std::vector<Entry>>> results;
   results.reserve(requests.size());
-  {
-    std::vector<std::unique_ptr<Pending>> units;
-    units.reserve(requests.size());
-    for (auto& r : requests) {
-      auto promise = std::make_shared<std::promise<std::vector<Entry>>>();
-      results.push_back(promise->get_future());
-      auto p = std::make_unique<Pending>();
-      p->requests.push_back(std::move(r));
-      p->done = [promise](std::vector<Entry> entries, std::exception_ptr error) {
-        if (error) promise->set_exception(error);
-        else promise->set_value(std::move(entries));
-      };
-      units.push_back(std::move(p));
-    }
-    const std::lock_guard lock(mutex_);
-    if (stopping_) throw Error(Errc::internal, "journal is closing");
-    for (auto& p : units) queue_.push_back(std::move(p));
+  for (auto& r : requests) {
+    auto promise = std::make_shared<std::promise<std::vector<Entry>>>();
+    results.push_back(promise->get_future());
+    std::vector<Request> one;
+    one.push_back(std::move(r));
+    commit_async(std::move(one), fulfil(std::move(promise)));
   }
-  cv_.notify_one();
   std::vector<Entry> entries;
   entries.reserve(results.size());
   std::exception_ptr first;

@@ -659,8 +659,6 @@ struct ProvisioningLine::Impl {
     const auto mac = mac_text(w.info.mac);
     const auto fixture = std::to_string(f.config.number);
     db::DeviceRecord d;
-    // Both entries in one transaction (one flush to wait for): nothing leaves the station
-    // between them. A refused reservation still leaves the detection journaled.
     // The detection is a unit of its own, queued first: it stays journaled when the
     // reservation is refused, and the reservation's completion implies it is durable.
     // Shared: should the reservation fail to queue (the journal closing), this completion
