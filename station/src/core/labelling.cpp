@@ -94,7 +94,7 @@ class JournalReporter final : public labels::PrintReporter {
         return std::vector<db::RowRef>{db::set_device_state(c, device_id, "done")};
       });
     }
-    station_.journal().commit_all(std::move(entries));
+    station_.journal().commit_together(std::move(entries));
     done = to_labelled && done_.has_value();
   }
 
