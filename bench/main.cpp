@@ -9,9 +9,11 @@
 
 #include "bench.hpp"
 #include "common/error.hpp"
+#include "common/heap.hpp"
 
 int main(int argc, char** argv) {
   using namespace station::bench;
+  station::keep_freed_heap();
   CLI::App app{"station_bench: the station's benchmark parts (scripts/bench runs them all)", "station_bench"};
   app.require_subcommand(1);
   fs::path work = fs::temp_directory_path();

@@ -7,6 +7,7 @@
 
 #include "cli/cli.hpp"
 #include "common/error.hpp"
+#include "common/heap.hpp"
 
 namespace {
 
@@ -24,6 +25,7 @@ void setup_logging() {
 
 int main(int argc, char** argv) {
   setup_logging();
+  station::keep_freed_heap();
   CLI::App app{"Factory provisioning station: DPP keys, X.509 identities under an HSM-held CA, "
                "device programming, QR labels and a tamper-evident journal.",
                "station"};
