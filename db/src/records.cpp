@@ -186,6 +186,16 @@ RowRef set_device_state(Connection& c, std::int64_t device_id, const std::string
   return {"devices", device_id};
 }
 
+void require_device_state(Connection& c, std::int64_t device_id, const std::string& state) {
+  auto st = c.prepare("SELECT state FROM devices WHERE id = ?");
+  st.bind(1, device_id);
+  if (!st.step()) throw Error(Errc::not_found, "no device with id " + std::to_string(device_id));
+  if (const auto now = st.text(0); now != state)
+    throw Error(Errc::db_error, fmt::format("device {} is recorded as '{}', not '{}': the entry this one follows did not "
+                                        "land in the journal",
+                                        device_id, now, state));
+}
+
 RowRef insert_label(Connection& c, std::int64_t device_id, const std::string& printer, const std::string& result) {
   auto st = c.prepare("INSERT INTO labels(device_id, printer, result, time) VALUES(?,?,?,?)");
   st.bind(1, device_id).bind(2, printer).bind(3, result).bind(4, now_rfc3339());

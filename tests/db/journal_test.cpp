@@ -121,6 +121,55 @@ TEST_F(JournalTest, AsyncCommitsCompleteInQueueOrderOnceDurable) {
   EXPECT_TRUE(report.ok) << report.reason;
 }
 
+// The line queues `written` without waiting and commits `verified` after it: the later unit
+// must refuse when the earlier one did not land, whether they share a transaction or not.
+TEST_F(JournalTest, AUnitThatDependsOnAnUnwaitedOneRefusesWhenThatOneDidNotLand) {
+  Journal j(path(), "st-1", &signer_);
+  std::int64_t id = 0;
+  j.commit({"op", "device.issued", "device:SN-1", {}}, [&](Connection& c) {
+    auto rows = test::add_device(1)(c);
+    id = rows.at(0).id;
+    return rows;
+  });
+  const auto to = [&](const std::string& state) {
+    return Mutation([id, state](Connection& c) { return std::vector<RowRef>{set_device_state(c, id, state)}; });
+  };
+  const auto after = [&](const std::string& earlier, const std::string& state) {
+    return Mutation([id, earlier, state](Connection& c) {
+      require_device_state(c, id, earlier);
+      return std::vector<RowRef>{set_device_state(c, id, state)};
+    });
+  };
+  std::exception_ptr written_error;
+  // `written` fails as a unit (its second entry collides), `verified` is queued behind it.
+  std::vector<Journal::Request> written;
+  written.emplace_back(EntryRequest{"op", "device.written", "device:SN-1", {}}, to("written"));
+  written.emplace_back(EntryRequest{"op", "device.issued", "device:SN-1", {}}, test::add_device(1));
+  j.commit_async(std::move(written), [&](std::vector<Entry>, std::exception_ptr x) { written_error = x; });
+  try {
+    j.commit({"op", "device.verified", "device:SN-1", {}}, after("written", "verified"));
+    ADD_FAILURE() << "verified committed although written did not land";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::db_error);
+    EXPECT_NE(std::string(e.what()).find("recorded as 'issued', not 'written'"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(written_error);  // completed before the unit queued after it
+  // When `written` lands, `verified` follows it.
+  j.commit_async([&] {
+    std::vector<Journal::Request> unit;
+    unit.emplace_back(EntryRequest{"op", "device.written", "device:SN-1", {}}, to("written"));
+    return unit;
+  }(), [&](std::vector<Entry>, std::exception_ptr x) { written_error = x; });
+  const auto v = j.commit({"op", "device.verified", "device:SN-1", {}}, after("written", "verified"));
+  EXPECT_FALSE(written_error);
+  EXPECT_EQ(v.seq, 4);  // ca, issued, written, verified: the refused units left no entry
+  Records r(path(), true);
+  auto st = r.connection().prepare("SELECT state FROM devices WHERE id = ?");
+  st.bind(1, id);
+  ASSERT_TRUE(st.step());
+  EXPECT_EQ(st.text(0), "verified");
+}
+
 TEST_F(JournalTest, ConcurrentWritersShareCommitsAndKeepOneChain) {
   {
     Journal j(path(), "st-1", &signer_);

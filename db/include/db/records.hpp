@@ -160,6 +160,9 @@ RowRef set_device_state(Connection& c, std::int64_t device_id, const std::string
                         const std::optional<std::string>& reason = std::nullopt,
                         const std::optional<std::string>& fixture = std::nullopt);
 RowRef insert_label(Connection& c, std::int64_t device_id, const std::string& printer, const std::string& result);
+// For a unit that depends on an earlier one it did not wait for: throws Errc::db_error naming
+// both states unless the device's record is in `state` (the earlier unit did not land).
+void require_device_state(Connection& c, std::int64_t device_id, const std::string& state);
 std::optional<DeviceRecord> device_by_chip(Connection& c, const std::string& chip_id);
 std::vector<DeviceRecord> devices_in_states(Connection& c, const std::vector<std::string>& states);
 std::vector<IdentityRecord> identities_of(Connection& c, std::int64_t device_id);  // oldest first

@@ -215,6 +215,7 @@ struct ProvisioningLine::Impl {
     SecretBytes private_der;  // station-generated key while writing; wiped after
     std::vector<std::pair<fx::ItemId, Bytes>> items;  // written, non-secret
     std::optional<nlohmann::json> keyed;  // the key's entry, journaled with its certificate
+    std::shared_ptr<std::exception_ptr> written_error;  // `written`'s outcome, queued unwaited
   };
 
   Station& station;
@@ -329,29 +330,38 @@ struct ProvisioningLine::Impl {
     publish_fixture(f);
   }
 
-  // Journals a state change of the device (with its record) and passes the crash hook.
-  asio::awaitable<void> journal_state(Fixture& f, Work& w, const std::string& state, nlohmann::json details,
-                                      db::Mutation extra = {}) {
+  // A state change of the device (with its record) as a unit of its own.
+  std::vector<db::Journal::Request> state_unit(Fixture& f, const Work& w, const std::string& state,
+                                               nlohmann::json details, db::Mutation extra = {}) {
     details["serial"] = w.device.serial;
     details["fixture"] = f.config.number;
-    const std::int64_t id = w.device.id;
-    const std::string fixture = std::to_string(f.config.number);
     std::vector<db::Journal::Request> unit;
     unit.emplace_back(db::EntryRequest{options.actor, "device." + state, "device:" + w.device.serial, details},
-                      [&](db::Connection& c) {
+                      [id = w.device.id, state, fixture = std::to_string(f.config.number),
+                       extra = std::move(extra)](db::Connection& c) {
                         std::vector<db::RowRef> rows;
                         if (extra) rows = extra(c);
                         rows.push_back(db::set_device_state(c, id, state, std::nullopt, fixture));
                         return rows;
                       });
-    const auto entries = co_await commit_unit(f, std::move(unit));
+    return unit;
+  }
+
+  void record_state(Fixture& f, Work& w, const std::string& state) {
+    w.state = state;
+    w.device.state = state;
+    set_status(f, "busy", state);
+  }
+
+  // Journals a state change of the device (with its record) and passes the crash hook.
+  asio::awaitable<void> journal_state(Fixture& f, Work& w, const std::string& state, nlohmann::json details,
+                                      db::Mutation extra = {}) {
+    const auto entries = co_await commit_unit(f, state_unit(f, w, state, std::move(details), std::move(extra)));
     {
       const std::lock_guard lock(mutex);
       last_journal_time = entries.back().time;
     }
-    w.state = state;
-    w.device.state = state;
-    set_status(f, "busy", state);
+    record_state(f, w, state);
     crash_point(state);
   }
 
@@ -584,7 +594,17 @@ struct ProvisioningLine::Impl {
     w.private_der = SecretBytes();  // wiped: the key now lives only in the device
     nlohmann::json details;
     details["digest"] = hex_of(ByteView(digest.data(), digest.size()));
-    co_await journal_state(f, w, kWritten, std::move(details));
+    // Queued, not waited for: the read-back and the challenge change nothing on the device,
+    // so `written` need only be durable before the lock. step_verify's unit follows it in the
+    // journal's order (durable after it) and refuses unless the record says written.
+    auto error = std::make_shared<std::exception_ptr>();
+    station.journal().commit_async(state_unit(f, w, kWritten, std::move(details)),
+                                   [error](std::vector<db::Entry>, std::exception_ptr x) {
+                                     *error = x;
+                                     if (!x) crash_point(kWritten);  // on the writer, the moment it is durable
+                                   });
+    w.written_error = std::move(error);
+    record_state(f, w, kWritten);
   }
 
   // Reads back what was written and has the device prove it holds the DPP key.
@@ -603,7 +623,20 @@ struct ProvisioningLine::Impl {
     co_await verify_on_device(f, w);
     nlohmann::json details;
     details["challenge"] = "ok";
-    co_await journal_state(f, w, kVerified, std::move(details));
+    const auto written = std::move(w.written_error);
+    db::Mutation after_written = [id = w.device.id](db::Connection& c) {
+      db::require_device_state(c, id, kWritten);
+      return std::vector<db::RowRef>{};
+    };
+    std::exception_ptr error;
+    try {
+      co_await journal_state(f, w, kVerified, std::move(details), std::move(after_written));
+    } catch (...) {
+      error = std::current_exception();
+    }
+    // Completed by now (queued before verified): its own failure is the better reason.
+    if (written && *written) std::rethrow_exception(*written);
+    if (error) std::rethrow_exception(error);
   }
 
   // The label goes out when the device has left the fixture (after BYE), so neighbouring
