@@ -155,11 +155,9 @@ TEST_F(JournalTest, AUnitThatDependsOnAnUnwaitedOneRefusesWhenThatOneDidNotLand)
   }
   EXPECT_TRUE(written_error);  // completed before the unit queued after it
   // When `written` lands, `verified` follows it.
-  j.commit_async([&] {
-    std::vector<Journal::Request> unit;
-    unit.emplace_back(EntryRequest{"op", "device.written", "device:SN-1", {}}, to("written"));
-    return unit;
-  }(), [&](std::vector<Entry>, std::exception_ptr x) { written_error = x; });
+  std::vector<Journal::Request> again;
+  again.emplace_back(EntryRequest{"op", "device.written", "device:SN-1", {}}, to("written"));
+  j.commit_async(std::move(again), [&](std::vector<Entry>, std::exception_ptr x) { written_error = x; });
   const auto v = j.commit({"op", "device.verified", "device:SN-1", {}}, after("written", "verified"));
   EXPECT_FALSE(written_error);
   EXPECT_EQ(v.seq, 4);  // ca, issued, written, verified: the refused units left no entry
