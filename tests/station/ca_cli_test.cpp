@@ -50,6 +50,41 @@ TEST(StationInit, RefusesAnExistingHierarchyAndLeavesItUntouched) {
   EXPECT_EQ(read_file(st.data() / "station.conf"), before);
 }
 
+// What an init killed part-way leaves (its marker, a token folder, a database, no
+// station.conf) is cleared by the next init, which then succeeds; nothing else in the
+// folder is touched.
+TEST(StationInit, AnInterruptedInitIsClearedAndTheNextOneSucceeds) {
+  TempDir tmp;
+  const auto data = tmp / "d";
+  fs::create_directories(data / "tokens" / "leftover");
+  fs::create_directories(data / "pins");
+  write_file(data / "init.incomplete", "station init started 20261202T000000Z\n");
+  write_file(data / "station.db", "half");
+  write_file(data / "softhsm2.conf", "half");
+  write_file(data / "notes.txt", "mine");
+  const auto r = run({station_bin(), "init", "--data", data.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("an earlier init was interrupted"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(data / "init.incomplete"));
+  EXPECT_FALSE(fs::exists(data / "tokens" / "leftover"));
+  EXPECT_EQ(read_file(data / "notes.txt"), "mine");
+  const auto show = run({station_bin(), "ca", "show", "--data", data.string(), "--json"});
+  ASSERT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_EQ(nlohmann::json::parse(show.out).size(), 2u);
+}
+
+// Without the marker a database is someone's records: init refuses and leaves it.
+TEST(StationInit, ADatabaseWithoutTheInitMarkerIsNeverRemoved) {
+  TempDir tmp;
+  const auto data = tmp / "d";
+  fs::create_directories(data);
+  write_file(data / "station.db", "records");
+  const auto r = run({station_bin(), "init", "--data", data.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("already holds a station"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file(data / "station.db"), "records");
+}
+
 TEST(StationInit, RealHsmOptionsMustComeTogether) {
   TempDir tmp;
   const auto r = run({station_bin(), "init", "--data", (tmp / "d").string(), "--pkcs11-module", "softhsm2"});

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <ctime>
 
 #include <fmt/format.h>
@@ -121,6 +122,27 @@ InitResult init_station(const InitOptions& o) {
 
   Rollback rollback;
   const fs::path dir = fs::absolute(o.data_dir);
+  // Init writes this first and removes it after station.conf, its last step: found without a
+  // station.conf, it means an init was killed part-way (power cut, SIGKILL) and left files
+  // nothing can use. Those are removed and init starts again; no other file is touched.
+  const fs::path marker = dir / "init.incomplete";
+  if (fs::exists(marker) && !fs::exists(dir / "station.conf")) {
+    std::string what;
+    {
+      std::ifstream in(marker);
+      std::getline(in, what);
+    }
+    spdlog::warn("{}: an earlier init was interrupted ({}); removing what it left and starting again", dir.string(),
+                 what);
+    for (const char* name : {"station.db", "station.db-wal", "station.db-shm", "station.db-highwater.json",
+                             "softhsm2.conf", "tokens", "pins"}) {
+      std::error_code ec;
+      fs::remove_all(dir / name, ec);
+      if (ec) throw Error(Errc::io_error, fmt::format("cannot remove {} left by an interrupted init: {}",
+                                                      (dir / name).string(), ec.message()));
+    }
+    fs::remove(marker);
+  }
   if (fs::exists(dir / "station.conf") || fs::exists(dir / "station.db")) {
     throw Error(Errc::already_exists,
                 fmt::format("{} already holds a station (station.conf or station.db); init never touches an existing "
@@ -132,6 +154,13 @@ InitResult init_station(const InitOptions& o) {
     rollback.created(dir);
   }
   ::chmod(dir.c_str(), 0700);
+  const std::string when = stamp();
+  write_new_file(marker,
+                 fmt::format("station init started {} (keys labelled station-*-{}; an external token keeps them if "
+                             "this init does not finish)\n",
+                             when, when),
+                 0600);
+  rollback.created(marker);
 
   StationConfig c;
   c.data_dir = dir;
@@ -182,7 +211,6 @@ InitResult init_station(const InitOptions& o) {
   rollback.created(fs::path(db_path.string() + "-shm"));
   db::Records records(db_path);
   auto hsm = pki::Hsm::open(c.hsm_config());
-  const std::string when = stamp();
   std::vector<std::string> made_keys;
   InitResult result;
   try {
@@ -229,6 +257,8 @@ InitResult init_station(const InitOptions& o) {
       }
     }  // the journal closes here and signs its first checkpoint with the audit key
     write_new_file(c.config_file, render_config(c), 0600);
+    std::error_code ec;
+    fs::remove(marker, ec);  // the station is complete with station.conf; a marker left behind is inert
   } catch (...) {
     // A real token keeps nothing from a failed ceremony either.
     for (const auto& k : made_keys) {
