@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <csignal>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
@@ -53,24 +54,53 @@ TEST(StationInit, RefusesAnExistingHierarchyAndLeavesItUntouched) {
 // What an init killed part-way leaves (its marker, a token folder, a database, no
 // station.conf) is cleared by the next init, which then succeeds; nothing else in the
 // folder is touched.
-TEST(StationInit, AnInterruptedInitIsClearedAndTheNextOneSucceeds) {
+// An init killed part-way (power cut during a ceremony) leaves its marker listing what it
+// made; the next init removes exactly those and starts again.
+class StationInitKilled : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(StationInitKilled, TheNextInitRemovesWhatItMadeAndSucceeds) {
   TempDir tmp;
   const auto data = tmp / "d";
-  fs::create_directories(data / "tokens" / "leftover");
-  fs::create_directories(data / "pins");
-  write_file(data / "init.incomplete", "station init started 20261202T000000Z\n");
-  write_file(data / "station.db", "half");
-  write_file(data / "softhsm2.conf", "half");
+  fs::create_directories(data);
   write_file(data / "notes.txt", "mine");
+  const auto killed = run({station_bin(), "init", "--data", data.string()}, {{"STATION_CRASH_AFTER", GetParam()}});
+  ASSERT_EQ(killed.exit_code, 128 + SIGKILL) << killed.err;
+  const auto marker = read_file(data / "init.incomplete");
+  for (const char* made : {"made: tokens\n", "made: pins\n", "made: softhsm2.conf\n", "made: station.db\n"})
+    EXPECT_NE(marker.find(made), std::string::npos) << marker;
+  ASSERT_TRUE(fs::exists(data / "station.db"));
+  ASSERT_FALSE(fs::exists(data / "station.conf"));
+
   const auto r = run({station_bin(), "init", "--data", data.string()});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("an earlier init was interrupted"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(data / "init.incomplete"));
-  EXPECT_FALSE(fs::exists(data / "tokens" / "leftover"));
   EXPECT_EQ(read_file(data / "notes.txt"), "mine");
+  // One token, the new one: the killed init's token went with its folder.
+  EXPECT_EQ(std::distance(fs::directory_iterator(data / "tokens"), fs::directory_iterator{}), 1);
   const auto show = run({station_bin(), "ca", "show", "--data", data.string(), "--json"});
   ASSERT_EQ(show.exit_code, 0) << show.err;
   EXPECT_EQ(nlohmann::json::parse(show.out).size(), 2u);
+  EXPECT_EQ(run({station_bin(), "audit", "verify", "--data", data.string()}).exit_code, 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(AtEachStep, StationInitKilled, ::testing::Values("init.keys", "init.journal"));
+
+// A damaged marker names nothing outside its folder: only plain names beside it are removed.
+TEST(StationInit, AnInterruptedInitsMarkerCannotPointOutsideTheFolder) {
+  TempDir tmp;
+  const auto data = tmp / "d";
+  fs::create_directories(data / "pins");
+  write_file(tmp / "outside.txt", "keep");
+  write_file(data / "notes.txt", "keep");
+  write_file(data / "init.incomplete",
+             "station init started 20261202T000000Z\nmade: pins\nmade: ../outside.txt\nmade: " +
+                 (tmp / "outside.txt").string() + "\nmade: ..\nmade: .\n");
+  const auto r = run({station_bin(), "init", "--data", data.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(read_file(tmp / "outside.txt"), "keep");
+  EXPECT_EQ(read_file(data / "notes.txt"), "keep");
+  EXPECT_TRUE(fs::exists(data / "station.conf"));
 }
 
 // Without the marker a database is someone's records: init refuses and leaves it.

@@ -88,7 +88,8 @@ class ProvisioningLine final : public LineView {
 std::vector<std::string> recover_in_flight(Station& station, const std::string& actor);
 
 // Test hook: with STATION_CRASH_AFTER=<state>:<n> the process kills itself (SIGKILL) right
-// after journaling `state` for the n-th time.
+// after journaling `state` for the n-th time; `station init` has two more points,
+// `init.keys` (keys made on the token) and `init.journal` (records written, no station.conf).
 void crash_point(const std::string& state);
 
 }  // namespace station::core

@@ -8,13 +8,15 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <fstream>
 #include <ctime>
+#include <fstream>
 
 #include <fmt/format.h>
 
 #include "common/ossl.hpp"
 #include "core/ca_lifecycle.hpp"
+#include "core/pipeline.hpp"
+#include "db/highwater.hpp"
 
 namespace station::core {
 namespace {
@@ -71,10 +73,26 @@ std::string new_station_id() {
 }
 
 
-// Undoes what init created if it does not finish.
+// Undoes what init created if it does not finish. Each name is also appended (and synced)
+// to the init marker before init makes it, so that an init killed part-way, which runs no
+// destructor, leaves the list of what to remove beside what it made.
 class Rollback {
  public:
-  void created(fs::path p) { paths_.push_back(std::move(p)); }
+  static constexpr std::string_view kMade = "made: ";
+
+  void log_to(fs::path marker) { marker_ = std::move(marker); }
+  // Call before making `p`.
+  void created(fs::path p) {
+    if (!marker_.empty() && p.parent_path() == marker_.parent_path()) {
+      const int fd = ::open(marker_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+      if (fd < 0) throw_errno("cannot open " + marker_.string());
+      const std::string line = fmt::format("{}{}\n", kMade, p.filename().string());
+      const bool ok = ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size()) && ::fsync(fd) == 0;
+      ::close(fd);
+      if (!ok) throw_errno("cannot write " + marker_.string());
+    }
+    paths_.push_back(std::move(p));
+  }
   void keep() { paths_.clear(); }
   ~Rollback() {
     for (auto it = paths_.rbegin(); it != paths_.rend(); ++it) {
@@ -83,7 +101,23 @@ class Rollback {
     }
   }
 
+  // What an interrupted init listed in `marker` (names in its folder only), newest first.
+  static std::vector<fs::path> listed(const fs::path& marker, std::string& started) {
+    std::ifstream in(marker);
+    std::getline(in, started);
+    std::vector<fs::path> made;
+    for (std::string line; std::getline(in, line);) {
+      if (line.rfind(kMade, 0) != 0) continue;
+      const fs::path name = line.substr(kMade.size());
+      if (name.empty() || name.has_parent_path() || name == "." || name == ".." || name == marker.filename())
+        continue;  // only plain names beside the marker: a damaged marker cannot point elsewhere
+      made.insert(made.begin(), marker.parent_path() / name);
+    }
+    return made;
+  }
+
  private:
+  fs::path marker_;
   std::vector<fs::path> paths_;
 };
 
@@ -127,19 +161,16 @@ InitResult init_station(const InitOptions& o) {
   // nothing can use. Those are removed and init starts again; no other file is touched.
   const fs::path marker = dir / "init.incomplete";
   if (fs::exists(marker) && !fs::exists(dir / "station.conf")) {
-    std::string what;
-    {
-      std::ifstream in(marker);
-      std::getline(in, what);
-    }
-    spdlog::warn("{}: an earlier init was interrupted ({}); removing what it left and starting again", dir.string(),
-                 what);
-    for (const char* name : {"station.db", "station.db-wal", "station.db-shm", "station.db-highwater.json",
-                             "softhsm2.conf", "tokens", "pins"}) {
+    std::string started;
+    const auto made = Rollback::listed(marker, started);
+    spdlog::warn("{}: an earlier init was interrupted ({}); removing the {} files and folders it made and starting again",
+                 dir.string(), started, made.size());
+    for (const auto& p : made) {
       std::error_code ec;
-      fs::remove_all(dir / name, ec);
-      if (ec) throw Error(Errc::io_error, fmt::format("cannot remove {} left by an interrupted init: {}",
-                                                      (dir / name).string(), ec.message()));
+      fs::remove_all(p, ec);
+      if (ec)
+        throw Error(Errc::io_error,
+                    fmt::format("cannot remove {} left by an interrupted init: {}", p.string(), ec.message()));
     }
     fs::remove(marker);
   }
@@ -161,6 +192,7 @@ InitResult init_station(const InitOptions& o) {
                              when, when),
                  0600);
   rollback.created(marker);
+  rollback.log_to(marker);
 
   StationConfig c;
   c.data_dir = dir;
@@ -181,19 +213,19 @@ InitResult init_station(const InitOptions& o) {
       throw Error(Errc::already_exists, fmt::format("{} already holds tokens/ or pins/; refusing to overwrite", dir.string()));
     c.hsm.module = STATION_DEFAULT_PKCS11_MODULE;
     c.hsm.softhsm2_conf = "softhsm2.conf";
-    fs::create_directory(dir / "tokens");
     rollback.created(dir / "tokens");
+    fs::create_directory(dir / "tokens");
     ::chmod((dir / "tokens").c_str(), 0700);
-    fs::create_directory(dir / "pins");
     rollback.created(dir / "pins");
+    fs::create_directory(dir / "pins");
     ::chmod((dir / "pins").c_str(), 0700);
+    rollback.created(dir / "softhsm2.conf");
     write_new_file(dir / "softhsm2.conf",
                    fmt::format("# SoftHSM2 configuration of this station's embedded token (written by station init)\n"
                                "directories.tokendir = {}\nobjectstore.backend = file\nlog.level = ERROR\n"
                                "slots.removable = false\n",
                                (dir / "tokens").string()),
                    0600);
-    rollback.created(dir / "softhsm2.conf");
     const SecretString so_pin = random_pin(24);
     const SecretString user_pin = random_pin(24);
     write_new_file(dir / "pins/so.pin", so_pin.str() + "\n", 0600);
@@ -209,6 +241,7 @@ InitResult init_station(const InitOptions& o) {
   rollback.created(db_path);
   rollback.created(fs::path(db_path.string() + "-wal"));
   rollback.created(fs::path(db_path.string() + "-shm"));
+  rollback.created(db::highwater_path(db_path));
   db::Records records(db_path);
   auto hsm = pki::Hsm::open(c.hsm_config());
   std::vector<std::string> made_keys;
@@ -222,6 +255,7 @@ InitResult init_station(const InitOptions& o) {
     made_keys.push_back(audit_key.key_id);
     c.hsm.secrets_key_id = hsm->generate_secrets_key("station-secrets-" + when);
     made_keys.push_back(c.hsm.secrets_key_id);
+    crash_point("init.keys");
 
     pki::CaCertRequest root_req{pki::CaKind::root, c.ca.root_subject, c.ca.root_validity_days, &root_key, nullptr};
     const Bytes root_der = pki::make_ca_certificate(*hsm, root_req);
@@ -256,6 +290,7 @@ InitResult init_station(const InitOptions& o) {
         result.cas.push_back(std::move(r));
       }
     }  // the journal closes here and signs its first checkpoint with the audit key
+    crash_point("init.journal");
     write_new_file(c.config_file, render_config(c), 0600);
     std::error_code ec;
     fs::remove(marker, ec);  // the station is complete with station.conf; a marker left behind is inert
