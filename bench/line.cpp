@@ -151,6 +151,7 @@ nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o) {
   auto counters = std::make_shared<LinkCounters>();
   const std::uint64_t signs0 = hsm_signatures();
   const std::int64_t seq0 = station.journal().last()->seq;
+  const auto journal0 = station.journal().counters();
 
   // Each device's time in its fixture: from the previous device leaving it (or the start)
   // to this one leaving it.
@@ -194,6 +195,10 @@ nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o) {
   const double n = done > 0 ? static_cast<double>(done) : 1.0;
   const std::int64_t entries = station.journal().last()->seq - seq0;
   const std::uint64_t signs = hsm_signatures() - signs0;
+  const auto journal1 = station.journal().counters();
+  const auto journal_per_device = [&](std::uint64_t db::Journal::Counters::*field) {
+    return static_cast<double>(journal1.*field - journal0.*field) / n;
+  };
   const double rss = peak_rss_mb();
   double mean = 0;
   for (const double x : per_device) mean += x;
@@ -216,6 +221,11 @@ nlohmann::json run_line(const fs::path& work, const LineBenchOptions& o) {
        {{"hsm_signatures", static_cast<double>(signs) / n},
         {"challenges_verified", static_cast<double>(counters->challenges.load()) / n},
         {"journal_entries", static_cast<double>(entries) / n},
+        // How the journal wrote them: units (each waited for or queued by the pipeline),
+        // transactions (one fsync each) and database pages written to the WAL.
+        {"journal_units", journal_per_device(&db::Journal::Counters::units)},
+        {"journal_transactions", journal_per_device(&db::Journal::Counters::transactions)},
+        {"wal_pages", journal_per_device(&db::Journal::Counters::pages_written)},
         {"labels_printed",
          static_cast<double>(sink ? sink->jobs() : count_files(station.config().resolve("labels"))) / n},
         {"bytes_sent", static_cast<double>(counters->bytes_sent.load()) / n},

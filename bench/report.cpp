@@ -133,6 +133,11 @@ nlohmann::json report(const fs::path& dir, std::ostream& t) {
         fmt::format("{:.3f} / {:.2f} / {:.2f}", pd["hsm_signatures"].get<double>(), pd["challenges_verified"].get<double>(),
                     pd["journal_entries"].get<double>()),
         fmt::format("link bytes {:.0f} out, {:.0f} in", pd["bytes_sent"].get<double>(), pd["bytes_received"].get<double>()));
+    row("per device: journal units / fsyncs / WAL pages",
+        fmt::format("{:.2f} / {:.2f} / {:.1f}", pd["journal_units"].get<double>(),
+                    pd["journal_transactions"].get<double>(), pd["wal_pages"].get<double>()),
+        fmt::format("{:.1f} units per transaction",
+                    pd["journal_units"].get<double>() / std::max(pd["journal_transactions"].get<double>(), 1e-9)));
     row(fmt::format("station devices/s ({} fixtures)", (*main_run)["fixtures"].get<int>()), fmt::format("{:.0f}", station),
         fmt::format("x{} baseline (>= 60); {} of HSM", base > 0 ? fmt::format("{:.0f}", station / base) : "-",
                     ratio(station, hsm_limit)));

@@ -348,6 +348,16 @@ std::optional<Entry> Journal::last() {
   return read_entry(st);
 }
 
+Journal::Counters Journal::counters() {
+  const std::lock_guard lock(conn_mutex_);
+  int since = 0;
+  int high = 0;
+  // Taken and reset each time (SQLite counts in an int), summed here.
+  if (::sqlite3_db_status(conn_.raw(), SQLITE_DBSTATUS_CACHE_WRITE, &since, &high, 1) == SQLITE_OK)
+    counters_.pages_written += static_cast<std::uint64_t>(since);
+  return counters_;
+}
+
 void Journal::writer_loop() {
   for (;;) {
     std::vector<std::unique_ptr<Pending>> batch;
@@ -406,6 +416,12 @@ void Journal::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
       conn_.exec("RELEASE entry");
     }
     tx.commit();  // one fsync for the whole batch (synchronous=FULL)
+    ++counters_.transactions;
+    for (std::size_t k = 0; k < batch.size(); ++k) {
+      if (batch[k]->is_checkpoint || errors[k]) continue;
+      ++counters_.units;
+      counters_.entries += entries[k].size();
+    }
   } catch (...) {
     last_seq_ = saved_seq;
     last_hash_ = saved_hash;
@@ -440,6 +456,7 @@ void Journal::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
       Transaction tx(conn_);
       checkpoint_locked();
       tx.commit();
+      ++counters_.transactions;
     } catch (const std::exception& e) {
       spdlog::error("journal: automatic checkpoint failed (entries stay unsigned until the next one): {}", e.what());
     }

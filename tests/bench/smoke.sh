@@ -31,4 +31,7 @@ grep -q '"journal_verified":true' "$r/line-24-1.json"
 grep -q '"devices_done_in_db":24' "$r/line-24-1.json"
 grep -q '"challenges_verified":1.0' "$r/line-24-1.json"
 grep -q '"devices_done_in_db":4' "$r/serial.json"
+# The journal's own counters came through (transactions and WAL pages are not zero).
+grep -Eq '"journal_transactions":[0-9.]*[1-9]' "$r/line-24-1.json"
+grep -Eq '"wal_pages":[0-9.]*[1-9]' "$r/line-24-1.json"
 echo "smoke: ok"

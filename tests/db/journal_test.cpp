@@ -108,6 +108,18 @@ TEST_F(JournalTest, AsyncCommitsCompleteInQueueOrderOnceDurable) {
         else completed.push_back(entries.at(0).seq);
       });
     }
+    for (;;) {
+      {
+        const std::lock_guard lock(m);
+        if (failures.size() + completed.size() == 40) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    // Failed units are not counted.
+    const auto c = j.counters();
+    EXPECT_EQ(c.units, 32U);
+    EXPECT_EQ(c.entries, 32U);
+    EXPECT_GT(c.pages_written, 0U);
   }  // closing the journal completes every queued unit first
   EXPECT_EQ(failures.size(), 8U);
   ASSERT_EQ(completed.size(), 32U);
@@ -180,6 +192,15 @@ TEST_F(JournalTest, ConcurrentWritersShareCommitsAndKeepOneChain) {
         }
       });
     for (auto& th : threads) th.join();
+    // The writer's counters: every unit and entry once, no more transactions than units,
+    // and each transaction wrote at least one page to the WAL.
+    const auto c = j.counters();
+    EXPECT_EQ(c.units, 400U);
+    EXPECT_EQ(c.entries, 400U);
+    EXPECT_GE(c.transactions, 1U);
+    EXPECT_LE(c.transactions, 400U);
+    EXPECT_GE(c.pages_written, c.transactions);
+    EXPECT_GE(j.counters().pages_written, c.pages_written);  // summed across reads, not reset
   }
   const auto r = verify();
   EXPECT_TRUE(r.ok) << r.reason;

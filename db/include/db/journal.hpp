@@ -134,6 +134,17 @@ class Journal {
 
   std::optional<Entry> last();
 
+  // What the writer has done since the journal opened: committed transactions (each one
+  // fsync), the units and entries in them, and the database pages it wrote to the WAL
+  // (SQLITE_DBSTATUS_CACHE_WRITE). The benchmark divides them by devices.
+  struct Counters {
+    std::uint64_t transactions = 0;
+    std::uint64_t units = 0;
+    std::uint64_t entries = 0;
+    std::uint64_t pages_written = 0;
+  };
+  Counters counters();
+
  private:
   struct Pending;
   void writer_loop();
@@ -158,6 +169,7 @@ class Journal {
   std::string last_time_;
   std::int64_t last_checkpoint_seq_ = 0;
   std::chrono::steady_clock::time_point last_checkpoint_at_;
+  Counters counters_;  // under conn_mutex_
   std::thread writer_;
 };
 
