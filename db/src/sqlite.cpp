@@ -48,6 +48,7 @@ void throw_sqlite(sqlite3* db, int rc, std::string_view what) {
 
 Connection::Connection(const std::filesystem::path& path, bool read_only) {
   const int flags = read_only ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+  (void)gathering_vfs();  // registered as the default VFS before the first connection
   const int rc = ::sqlite3_open_v2(path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     const std::string msg = db_ != nullptr ? ::sqlite3_errmsg(db_) : ::sqlite3_errstr(rc);

@@ -73,11 +73,16 @@ int pl_read(sqlite3_file* f, void* buf, int n, sqlite3_int64 off) {
   if (g_dead) return SQLITE_IOERR_READ;
   return real(f)->pMethods->xRead(real(f), buf, n, off);
 }
+// Writes longer than one 4 KiB frame that reached a WAL: the station's gathered runs.
+std::atomic<int> g_gathered_wal_writes{0};
+
 // Writes, truncations and syncs hold g_mutex, so the power loss happens between them,
 // never in the middle of one.
 int pl_write(sqlite3_file* f, const void* buf, int n, sqlite3_int64 off) {
   const std::lock_guard lock(g_mutex);
   if (g_dead) return SQLITE_IOERR_WRITE;
+  const auto& path = *reinterpret_cast<PlFile*>(f)->path;
+  if (n > 4096 + 24 && path.ends_with("-wal")) ++g_gathered_wal_writes;
   remember(*reinterpret_cast<PlFile*>(f)->path, off, n);
   return real(f)->pMethods->xWrite(real(f), buf, n, off);
 }
@@ -129,15 +134,19 @@ int pl_open(sqlite3_vfs* vfs, const char* name, sqlite3_file* f, int flags, int*
 
 sqlite3_vfs g_vfs;
 
-void install_powerloss_vfs() {
+// Installed as the default VFS before the first connection of this process, so that the
+// station's own VFS (db/src/wal_gather.cpp), registered at the first connection, sits on top
+// of it: the power loss then forgets what the station's writes left unsynced, gathered or not.
+bool install_powerloss_vfs() {
   g_real_vfs = sqlite3_vfs_find(nullptr);
   g_vfs = *g_real_vfs;
   g_vfs.zName = "powerloss";
   g_vfs.szOsFile = static_cast<int>(sizeof(PlFile)) + g_real_vfs->szOsFile;
   g_vfs.xOpen = pl_open;
   g_vfs.pAppData = nullptr;
-  sqlite3_vfs_register(&g_vfs, 1);
+  return sqlite3_vfs_register(&g_vfs, 1) == SQLITE_OK;
 }
+const bool g_installed = install_powerloss_vfs();
 
 // The machine dies: every write since each file's last sync is lost.
 void power_loss() {
@@ -158,8 +167,9 @@ void power_loss() {
 TEST(JournalDurability, EveryAcknowledgedEntrySurvivesPowerLoss) {
   test::TempDir dir;
   const auto path = dir / "station.db";
+  ASSERT_TRUE(g_installed);
   { Records r(path); }
-  install_powerloss_vfs();
+  ASSERT_STREQ(sqlite3_vfs_find(nullptr)->zName, gathering_vfs());
   std::mutex acked_mutex;
   std::vector<Entry> acked;
   {
@@ -188,8 +198,8 @@ TEST(JournalDurability, EveryAcknowledgedEntrySurvivesPowerLoss) {
     for (auto& w : writers) w.join();
     journal.reset();
   }
-  sqlite3_vfs_unregister(&g_vfs);
-  g_dead = false;
+  g_dead = false;  // the VFS stays, beneath the station's, and passes everything through
+  EXPECT_GT(g_gathered_wal_writes.load(), 0) << "the station's gathered WAL writes did not pass through the power loss";
   std::filesystem::remove(dir / "station.db-shm");
 
   Records r(path, true);

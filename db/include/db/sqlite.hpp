@@ -22,6 +22,19 @@ namespace station::db {
 class Statement;
 struct StatementCache;
 
+// Registers (once) and names the VFS every connection opens with (db/src/wal_gather.cpp):
+// the platform's default, with the WAL frames of each commit gathered into one write before
+// its fsync. It becomes SQLite's default VFS. nullptr if it could not be registered
+// (connections then use the default VFS as it is).
+const char* gathering_vfs();
+// Its counts since the process started: WAL writes SQLite made, and writes that reached
+// the file.
+struct WalWrites {
+  std::uint64_t writes = 0;
+  std::uint64_t flushes = 0;
+};
+WalWrites wal_writes();
+
 // A connection in WAL mode with synchronous=FULL and foreign keys on. Statements made by
 // prepare() (and single statements run by exec()) are kept compiled after use and reused
 // for the same SQL text: parsing and planning cost more than most of the station's queries.
