@@ -160,8 +160,10 @@ int x_shm_lock(sqlite3_file* p, int offset, int n, int flags) {
 }
 void x_shm_barrier(sqlite3_file* p) {
   GatherFile* f = as(p);
-  // Nothing to report a failure to: the frames' commit already failed at its xSync, or
-  // (a commit without a sync) the next read finds the WAL short, as after a crash.
+  // Nothing to report a failure to here. With a sync (the station's every commit) the run
+  // was written, or its failure failed the commit, at xSync before this; a commit without a
+  // sync whose run cannot be written leaves readers an I/O error on those pages, as a
+  // failing disk would.
   (void)flush(f->wal);
   f->real->pMethods->xShmBarrier(f->real);
 }

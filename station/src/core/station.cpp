@@ -162,7 +162,8 @@ InitResult init_station(const InitOptions& o) {
   const fs::path marker = dir / "init.incomplete";
   if (fs::exists(marker) && !fs::exists(dir / "station.conf")) {
     std::string started;
-    const auto made = Rollback::listed(marker, started);
+    auto made = Rollback::listed(marker, started);
+    std::erase_if(made, [](const fs::path& p) { return !fs::exists(fs::symlink_status(p)); });  // listed, never made
     spdlog::warn("{}: an earlier init was interrupted ({}); removing the {} files and folders it made and starting again",
                  dir.string(), started, made.size());
     for (const auto& p : made) {
