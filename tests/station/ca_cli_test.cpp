@@ -86,6 +86,20 @@ TEST_P(StationInitKilled, TheNextInitRemovesWhatItMadeAndSucceeds) {
 
 INSTANTIATE_TEST_SUITE_P(AtEachStep, StationInitKilled, ::testing::Values("init.keys", "init.journal"));
 
+// A file init would make but finds already there is not init's: init fails and leaves it.
+TEST(StationInit, AFailedInitLeavesAFileItFoundInPlace) {
+  TempDir tmp;
+  const auto data = tmp / "d";
+  fs::create_directories(data);
+  write_file(data / "softhsm2.conf", "# the operator's own\n");
+  const auto r = run({station_bin(), "init", "--data", data.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("softhsm2.conf"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file(data / "softhsm2.conf"), "# the operator's own\n");
+  EXPECT_FALSE(fs::exists(data / "tokens"));  // what init did make is gone again
+  EXPECT_FALSE(fs::exists(data / "init.incomplete"));
+}
+
 // A damaged marker names nothing outside its folder: only plain names beside it are removed.
 TEST(StationInit, AnInterruptedInitsMarkerCannotPointOutsideTheFolder) {
   TempDir tmp;

@@ -81,8 +81,10 @@ class Rollback {
   static constexpr std::string_view kMade = "made: ";
 
   void log_to(fs::path marker) { marker_ = std::move(marker); }
-  // Call before making `p`.
+  // Call before making `p`. What is already there is someone else's: never listed, never
+  // removed (making it will then fail, and the operator's file stays).
   void created(fs::path p) {
+    if (std::error_code ec; fs::exists(fs::symlink_status(p, ec))) return;
     if (!marker_.empty() && p.parent_path() == marker_.parent_path()) {
       const int fd = ::open(marker_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
       if (fd < 0) throw_errno("cannot open " + marker_.string());
@@ -182,17 +184,17 @@ InitResult init_station(const InitOptions& o) {
                             dir.string()));
   }
   if (!fs::exists(dir)) {
-    fs::create_directories(dir);
     rollback.created(dir);
+    fs::create_directories(dir);
   }
   ::chmod(dir.c_str(), 0700);
   const std::string when = stamp();
+  rollback.created(marker);
   write_new_file(marker,
                  fmt::format("station init started {} (keys labelled station-*-{}; an external token keeps them if "
                              "this init does not finish)\n",
                              when, when),
                  0600);
-  rollback.created(marker);
   rollback.log_to(marker);
 
   StationConfig c;
