@@ -86,16 +86,24 @@ TEST_P(StationInitKilled, TheNextInitRemovesWhatItMadeAndSucceeds) {
 
 INSTANTIATE_TEST_SUITE_P(AtEachStep, StationInitKilled, ::testing::Values("init.keys", "init.journal"));
 
+// Runs init on a folder holding only `name` (someone's file): init must refuse, saying
+// `says`, and leave the file as it was. Returns the folder for further checks.
+fs::path expect_init_refuses_and_keeps(const TempDir& tmp, const std::string& name, const std::string& says) {
+  const auto data = tmp / "d";
+  fs::create_directories(data);
+  const std::string content = "someone's " + name + "\n";
+  write_file(data / name, content);
+  const auto r = run({station_bin(), "init", "--data", data.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+  EXPECT_EQ(read_file(data / name), content);
+  return data;
+}
+
 // A file init would make but finds already there is not init's: init fails and leaves it.
 TEST(StationInit, AFailedInitLeavesAFileItFoundInPlace) {
   TempDir tmp;
-  const auto data = tmp / "d";
-  fs::create_directories(data);
-  write_file(data / "softhsm2.conf", "# the operator's own\n");
-  const auto r = run({station_bin(), "init", "--data", data.string()});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("softhsm2.conf"), std::string::npos) << r.err;
-  EXPECT_EQ(read_file(data / "softhsm2.conf"), "# the operator's own\n");
+  const auto data = expect_init_refuses_and_keeps(tmp, "softhsm2.conf", "softhsm2.conf");
   EXPECT_FALSE(fs::exists(data / "tokens"));  // what init did make is gone again
   EXPECT_FALSE(fs::exists(data / "init.incomplete"));
 }
@@ -120,13 +128,7 @@ TEST(StationInit, AnInterruptedInitsMarkerCannotPointOutsideTheFolder) {
 // Without the marker a database is someone's records: init refuses and leaves it.
 TEST(StationInit, ADatabaseWithoutTheInitMarkerIsNeverRemoved) {
   TempDir tmp;
-  const auto data = tmp / "d";
-  fs::create_directories(data);
-  write_file(data / "station.db", "records");
-  const auto r = run({station_bin(), "init", "--data", data.string()});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("already holds a station"), std::string::npos) << r.err;
-  EXPECT_EQ(read_file(data / "station.db"), "records");
+  expect_init_refuses_and_keeps(tmp, "station.db", "already holds a station");
 }
 
 TEST(StationInit, RealHsmOptionsMustComeTogether) {
