@@ -257,8 +257,10 @@ Journal::~Journal() {
       Transaction tx(conn_);
       checkpoint_locked();
       tx.commit();
+      write_marks_due();
     } catch (const std::exception& e) {
-      spdlog::error("journal: could not sign the closing checkpoint: {}", e.what());
+      marks_due_.reset();
+      spdlog::error("journal: could not sign the closing checkpoint or write its high-water marks: {}", e.what());
     }
   }
 }
@@ -417,6 +419,14 @@ void Journal::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
     }
     tx.commit();  // one fsync for the whole batch (synchronous=FULL)
     ++counters_.transactions;
+    try {
+      write_marks_due();
+    } catch (...) {
+      // The checkpoints are recorded; their caller learns that the marks are not (an
+      // automatic checkpoint's marks come with the next one).
+      for (std::size_t k = 0; k < batch.size(); ++k)
+        if (batch[k]->is_checkpoint && !errors[k]) errors[k] = std::current_exception();
+    }
     for (std::size_t k = 0; k < batch.size(); ++k) {
       if (batch[k]->is_checkpoint || errors[k]) continue;
       ++counters_.units;
@@ -427,6 +437,7 @@ void Journal::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
     last_hash_ = saved_hash;
     last_time_ = saved_time;
     last_checkpoint_seq_ = saved_cp;
+    marks_due_.reset();
     for (std::size_t k = 0; k < batch.size(); ++k) {
       if (!errors[k]) errors[k] = std::current_exception();
       entries[k].clear();
@@ -458,7 +469,14 @@ void Journal::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
       tx.commit();
       ++counters_.transactions;
     } catch (const std::exception& e) {
+      marks_due_.reset();
       spdlog::error("journal: automatic checkpoint failed (entries stay unsigned until the next one): {}", e.what());
+    }
+    try {
+      write_marks_due();
+    } catch (const std::exception& e) {
+      spdlog::error("journal: checkpoint {} is recorded but its high-water marks are not: {}", last_checkpoint_seq_,
+                    e.what());
     }
   }
 }
@@ -514,22 +532,30 @@ Checkpoint Journal::checkpoint_locked() {
   st.bind(1, cp.seq).bind(2, cp.hash).bind(3, cp.time).bind(4, cp.station_id).bind(5, ByteView(cp.signature));
   st.bind(6, cp.signer_sha256);
   st.run();
-  // The counters' high-water marks beside the database (db/highwater.hpp). Never lowered:
-  // a database restored from a backup must not overwrite the marks it is behind.
-  if (const char* name = ::sqlite3_db_filename(conn_.raw(), "main"); name != nullptr && *name != '\0') {
-    const auto file = highwater_path(name);
-    HighWater marks{cp.station_id, cp.seq, cp.hash, cp.time, read_counters(conn_)};
-    if (const auto old = read_highwater(file)) {
-      for (const auto& [prefix, mark] : old->counters) {
-        auto& m = marks.counters[prefix];
-        m = std::max(m, mark);
-      }
-    }
-    write_highwater(file, marks);
-  }
+  // The counters as this transaction leaves them; written beside the database once it has
+  // committed (write_marks_due), never before: marks ahead of the database would make the
+  // station refuse to allocate as if it had been restored from an older backup.
+  if (const char* name = ::sqlite3_db_filename(conn_.raw(), "main"); name != nullptr && *name != '\0')
+    marks_due_ = HighWater{cp.station_id, cp.seq, cp.hash, cp.time, read_counters(conn_)};
   last_checkpoint_seq_ = cp.seq;
   last_checkpoint_at_ = std::chrono::steady_clock::now();
   return cp;
+}
+
+void Journal::write_marks_due() {
+  if (!marks_due_) return;
+  HighWater marks = std::move(*marks_due_);
+  marks_due_.reset();
+  // The counters' high-water marks beside the database (db/highwater.hpp). Never lowered:
+  // a database restored from a backup must not overwrite the marks it is behind.
+  const auto file = highwater_path(::sqlite3_db_filename(conn_.raw(), "main"));
+  if (const auto old = read_highwater(file)) {
+    for (const auto& [prefix, mark] : old->counters) {
+      auto& m = marks.counters[prefix];
+      m = std::max(m, mark);
+    }
+  }
+  write_highwater(file, marks);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -14,8 +14,10 @@
 #include <random>
 #include <thread>
 
+#include "db/highwater.hpp"
 #include "db/journal.hpp"
 #include "db/records.hpp"
+#include "db_support.hpp"
 #include "support.hpp"
 
 namespace station::db {
@@ -94,9 +96,18 @@ int pl_truncate(sqlite3_file* f, sqlite3_int64 size) {
   if (old > size) remember(path, size, static_cast<int>(old - size));
   return real(f)->pMethods->xTruncate(real(f), size);
 }
+void power_loss_locked();
+// Set: the next sync of a WAL is where the machine dies, before that sync completes.
+std::atomic<bool> g_die_at_wal_sync{false};
+
 int pl_sync(sqlite3_file* f, int flags) {
   const std::lock_guard lock(g_mutex);
   if (g_dead) return SQLITE_IOERR_FSYNC;
+  if (g_die_at_wal_sync && reinterpret_cast<PlFile*>(f)->path->ends_with("-wal")) {
+    g_die_at_wal_sync = false;
+    power_loss_locked();
+    return SQLITE_IOERR_FSYNC;
+  }
   const int rc = real(f)->pMethods->xSync(real(f), flags);
   if (rc == SQLITE_OK) g_undo.erase(*reinterpret_cast<PlFile*>(f)->path);  // durable now
   return rc;
@@ -149,8 +160,7 @@ bool install_powerloss_vfs() {
 const bool g_installed = install_powerloss_vfs();
 
 // The machine dies: every write since each file's last sync is lost.
-void power_loss() {
-  const std::lock_guard lock(g_mutex);
+void power_loss_locked() {
   g_dead = true;
   for (auto& [path, undos] : g_undo) {
     const int fd = ::open(path.c_str(), O_WRONLY);
@@ -162,6 +172,10 @@ void power_loss() {
     ::close(fd);
   }
   g_undo.clear();
+}
+void power_loss() {
+  const std::lock_guard lock(g_mutex);
+  power_loss_locked();
 }
 
 TEST(JournalDurability, EveryAcknowledgedEntrySurvivesPowerLoss) {
@@ -214,6 +228,101 @@ TEST(JournalDurability, EveryAcknowledgedEntrySurvivesPowerLoss) {
     EXPECT_EQ(st.text(0), e.hash);
     st.reset();
   }
+}
+
+// A checkpoint signed in the same transaction as an allocation, and the machine dies before
+// that transaction is durable: the high-water marks beside the database must not claim the
+// allocation (they would make the station refuse to allocate, as if restored from a backup).
+TEST(JournalDurability, HighWaterMarksNeverRunAheadOfTheDatabase) {
+  test::TempDir dir;
+  const auto path = dir / "station.db";
+  ASSERT_TRUE(g_installed);
+  { Records r(path); }
+
+  // The signer runs inside the checkpoint's transaction: it notes whether the allocation
+  // is in that transaction (applied, not yet committed) and arms the power loss.
+  struct DyingSigner final : CheckpointSigner {
+    test::SoftwareAuditSigner inner;
+    std::atomic<bool>* allocated;
+    std::atomic<bool>* allocation_durable;
+    bool same_transaction = false;
+    Bytes sign(ByteView m) override {
+      same_transaction = *allocated && !*allocation_durable;
+      if (same_transaction) g_die_at_wal_sync = true;
+      return inner.sign(m);
+    }
+    std::string signer_sha256() override { return inner.signer_sha256(); }
+  };
+  std::atomic<bool> allocated{false}, durable{false};
+  DyingSigner signer;
+  signer.allocated = &allocated;
+  signer.allocation_durable = &durable;
+  auto count = [](Connection& c, std::int64_t next) {
+    c.exec("INSERT INTO serial_counters(prefix, next) VALUES('HW-', " + std::to_string(next) +
+           ") ON CONFLICT(prefix) DO UPDATE SET next = excluded.next");
+    auto st = c.prepare("SELECT rowid FROM serial_counters WHERE prefix = 'HW-'");
+    st.step();
+    return std::vector<RowRef>{{"serial_counters", st.int64(0)}};
+  };
+  {
+    Journal journal(path, "st-1", &signer, CheckpointPolicy{1000000, std::chrono::hours(1), false});
+    journal.commit({"op", "ca.recorded", "ca:audit", {}},
+                   [&](Connection& c) { return std::vector<RowRef>{insert_ca(c, test::audit_record(signer.inner))}; });
+    journal.commit({"op", "serial.reserved", "batch:1", {{"next", 5}}}, [&](Connection& c) { return count(c, 5); });
+    journal.checkpoint();  // marks: HW- 5, durable
+    ASSERT_EQ(read_highwater(highwater_path(path))->counters.at("HW-"), 5);
+
+    // Hold the writer in a unit of its own while the allocation and a checkpoint queue
+    // behind it, so both go into the next transaction.
+    std::promise<void> entered, release;
+    auto released = release.get_future().share();
+    journal.commit_async({{EntryRequest{"op", "hold", "batch:1", {}},
+                           [&](Connection&) {
+                             entered.set_value();
+                             released.wait();
+                             return std::vector<RowRef>{};
+                           }}},
+                         [](std::vector<Entry>, std::exception_ptr) {});
+    entered.get_future().wait();
+    std::exception_ptr allocation_error;
+    std::promise<void> allocation_done;
+    journal.commit_async({{EntryRequest{"op", "serial.reserved", "batch:1", {{"next", 9}}},
+                           [&](Connection& c) {
+                             allocated = true;
+                             return count(c, 9);
+                           }}},
+                         [&](std::vector<Entry>, std::exception_ptr x) {
+                           allocation_error = x;
+                           durable = !x;
+                           allocation_done.set_value();
+                         });
+    std::exception_ptr checkpoint_error;
+    std::thread checkpointer([&] {
+      try {
+        journal.checkpoint();
+      } catch (...) {
+        checkpoint_error = std::current_exception();
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the checkpoint queues
+    release.set_value();
+    checkpointer.join();
+    allocation_done.get_future().wait();
+    ASSERT_TRUE(signer.same_transaction) << "the checkpoint did not share the allocation's transaction";
+    EXPECT_TRUE(allocation_error) << "the allocation was acknowledged although the machine died before its sync";
+    EXPECT_TRUE(checkpoint_error);
+  }
+  g_dead = false;
+  std::filesystem::remove(dir / "station.db-shm");
+
+  Records r(path, true);
+  EXPECT_EQ(read_counters(r.connection()).at("HW-"), 5) << "the allocation outlived the power loss";
+  const auto marks = read_highwater(highwater_path(path));
+  ASSERT_TRUE(marks);
+  EXPECT_EQ(marks->counters.at("HW-"), 5) << "the marks claim an allocation the database does not hold";
+  EXPECT_TRUE(counters_below(r.connection(), *marks).empty());
+  const auto report = verify_journal(r.connection());
+  EXPECT_TRUE(report.ok) << report.reason;
 }
 
 // A separate process appends and prints every acknowledged entry; it is SIGKILLed at a

@@ -28,6 +28,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/bytes.hpp"
+#include "db/highwater.hpp"
 #include "db/sqlite.hpp"
 
 namespace station::db {
@@ -152,6 +153,7 @@ class Journal {
   void enqueue(std::unique_ptr<Pending> p);
   Entry append_locked(const EntryRequest& r, const std::vector<RowRef>& rows);
   Checkpoint checkpoint_locked();
+  void write_marks_due();
   void reload_tail();
 
   std::string station_id_;
@@ -170,6 +172,7 @@ class Journal {
   std::int64_t last_checkpoint_seq_ = 0;
   std::chrono::steady_clock::time_point last_checkpoint_at_;
   Counters counters_;  // under conn_mutex_
+  std::optional<HighWater> marks_due_;  // a checkpoint's marks, written once it has committed
   std::thread writer_;
 };
 
