@@ -64,7 +64,10 @@ Connection::Connection(const std::filesystem::path& path, bool read_only) {
   // Readers look up a few rows by index each: a small page cache (the OS caches the file
   // too), so a station's many reader connections keep flat memory as the records grow.
   else exec("PRAGMA cache_size=-512");
-  exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON");
+  // temp_store=MEMORY: the sub-journal of a savepoint (the journal runs each unit in one)
+  // stays in memory; otherwise SQLite spills it past 64 KiB to a temp file it creates and
+  // unlinks in /var/tmp, once per transaction on the journal's writer.
+  exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY");
 }
 
 Connection::Connection(Connection&& other) noexcept

@@ -1,6 +1,7 @@
 // The journal and the records on a real SQLite file.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -34,6 +35,33 @@ class JournalTest : public ::testing::Test {
   test::TempDir dir_;
   SoftwareAuditSigner signer_;
 };
+
+// Temp files the process holds open, deleted (SQLite unlinks its temp files at once).
+int open_sqlite_temp_files() {
+  int n = 0;
+  for (const auto& fd : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    const auto target = std::filesystem::read_symlink(fd.path(), ec).string();
+    if (!ec && target.find("etilqs_") != std::string::npos) ++n;
+  }
+  return n;
+}
+
+// Each unit runs in a savepoint; a unit that changes more than 64 KiB of pages would make
+// SQLite spill the savepoint's sub-journal to a temp file (created and unlinked on the
+// writer, a file system round trip per transaction). It stays in memory.
+TEST_F(JournalTest, AUnitsSavepointJournalStaysInMemory) {
+  Journal j(path(), "st-1");
+  sql("CREATE TABLE IF NOT EXISTS scratch(x BLOB)");
+  for (int k = 0; k < 40; ++k) sql("INSERT INTO scratch VALUES(zeroblob(3000))");
+  int during = -1;
+  j.commit({"op", "scratch.rewritten", "test", {}}, [&](Connection& c) {
+    c.exec("UPDATE scratch SET x = zeroblob(3001)");  // ~40 pages, 160 KiB of sub-journal
+    during = open_sqlite_temp_files();
+    return std::vector<RowRef>{};
+  });
+  EXPECT_EQ(during, 0) << "the unit's sub-journal went to a temp file";
+}
 
 TEST_F(JournalTest, EntriesChainAndRecordRowsVerify) {
   {
