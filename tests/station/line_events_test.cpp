@@ -224,5 +224,48 @@ TEST(LineEvents, AnHsmThatGoesAwayPausesTheFixturesAndNoDeviceFailsForIt) {
   while (why.step()) ADD_FAILURE() << "journaled: " << why.text(0);
 }
 
+// The fixture goes on while a device's label record (label.printed + device.done) commits.
+// A device that stays in its fixture after BYE is detected again at once (poll 0), before
+// that record is durable: it must be found done, never labelled or finished a second time.
+TEST(LineEvents, ADeviceDetectedAgainWhileItsLabelRecordCommitsIsLabelledOnce) {
+  StationDir st;
+  core::Station station(st.data(), std::nullopt);
+  const auto batch = open_test_batch(station, "AGAIN", 1);
+  InProcessFixtures fx({{1, false}});  // one chip, which stays after BYE
+  core::EventBus bus(4096);
+  const auto sub = bus.subscribe(0, 4096);
+  core::LineOptions lo;
+  lo.batch = batch.name;
+  lo.actor = core::os_user();
+  lo.poll = std::chrono::milliseconds(0);
+  fx.attach(lo);
+  core::ProvisioningLine line(station, lo, &bus);
+  core::LineSummary summary;
+  std::thread runner([&] { summary = line.run(); });
+  std::vector<core::Event> events;
+  bool done = false;
+  const bool seen_again = collect_until(*sub, events, [&](const core::Event& e) {
+    if (e.type == "device" && e.data.value("state", "") == "done") done = true;
+    const auto reason = e.data.find("reason");
+    return done && e.type == "fixture" && reason != e.data.end() && reason->is_string() &&
+           reason->get<std::string>().rfind("already provisioned", 0) == 0;
+  });
+  line.stop();
+  runner.join();
+  EXPECT_TRUE(seen_again) << "the device was not detected again as already provisioned";
+  EXPECT_EQ(summary.done, 1);
+  EXPECT_EQ(summary.failed, 0);
+
+  db::Connection c(st.data() / "station.db", true);
+  auto q = c.prepare(
+      "SELECT (SELECT count(*) FROM labels), (SELECT count(*) FROM journal WHERE action = 'label.printed'), "
+      "(SELECT count(*) FROM journal WHERE action = 'device.done'), (SELECT count(*) FROM devices WHERE state = 'done')");
+  ASSERT_TRUE(q.step());
+  EXPECT_EQ(q.int64(0), 1) << "labels printed";
+  EXPECT_EQ(q.int64(1), 1);
+  EXPECT_EQ(q.int64(2), 1);
+  EXPECT_EQ(q.int64(3), 1);
+}
+
 }  // namespace
 }  // namespace station::test

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <mutex>
 
 #include <fmt/format.h>
@@ -65,40 +66,44 @@ const labels::ZplRenderer& renderer(const StationConfig& config, const std::stri
 
 // Each print is journaled with its labels row; a successful print of a verified device
 // moves it to `labelled` in the same entry and, when asked, to `done` in a second entry of
-// the same transaction.
+// the same transaction. The entries are committed here, or handed to the caller as one unit
+// (`deferred`) to queue itself; their mutations hold copies, never references into here.
 class JournalReporter final : public labels::PrintReporter {
  public:
   JournalReporter(Station& station, const DeviceLabel& label, std::string actor, bool reprint,
-                  const std::optional<nlohmann::json>& finish)
-      : station_(station), label_(label), actor_(std::move(actor)), reprint_(reprint), done_(finish) {}
+                  const std::optional<nlohmann::json>& finish, std::vector<db::Journal::Request>* deferred)
+      : station_(station), label_(label), actor_(std::move(actor)), reprint_(reprint), done_(finish),
+        deferred_(deferred) {}
 
   void report(const labels::PrintReport& r) override {
     const bool to_labelled = r.ok && (label_.device.state == "verified" || label_.device.state == "locked");
     const std::string action = !r.ok ? "label.failed" : reprint_ ? "label.reprinted" : "label.printed";
     const std::int64_t device_id = label_.device.id;
     const std::string subject = "device:" + label_.device.serial;
-    std::vector<std::pair<db::EntryRequest, db::Mutation>> entries;
+    std::vector<db::Journal::Request> entries;
     entries.emplace_back(
         db::EntryRequest{actor_, action, subject,
                          {{"serial", label_.device.serial}, {"printer", r.printer}, {"result", r.result},
                           {"bytes", r.bytes}, {"fixture", label_.data.fixture}}},
-        [&](db::Connection& c) {
+        [device_id, printer = r.printer, result = r.ok ? std::string("printed") : r.result, to_labelled,
+         id = label_id_](db::Connection& c) {
           std::vector<db::RowRef> rows;
-          rows.push_back(db::insert_label(c, device_id, r.printer, r.ok ? "printed" : r.result));
-          label_id = rows.back().id;
+          rows.push_back(db::insert_label(c, device_id, printer, result));
+          *id = rows.back().id;
           if (to_labelled) rows.push_back(db::set_device_state(c, device_id, "labelled"));
           return rows;
         });
     if (to_labelled && done_) {
-      entries.emplace_back(db::EntryRequest{actor_, "device.done", subject, *done_}, [&](db::Connection& c) {
+      entries.emplace_back(db::EntryRequest{actor_, "device.done", subject, *done_}, [device_id](db::Connection& c) {
         return std::vector<db::RowRef>{db::set_device_state(c, device_id, "done")};
       });
     }
-    station_.journal().commit_together(std::move(entries));
+    if (deferred_ != nullptr) *deferred_ = std::move(entries);
+    else station_.journal().commit_together(std::move(entries));
     done = to_labelled && done_.has_value();
   }
 
-  std::int64_t label_id = 0;
+  std::int64_t label_id() const { return *label_id_; }
   bool done = false;
 
  private:
@@ -107,6 +112,8 @@ class JournalReporter final : public labels::PrintReporter {
   std::string actor_;
   bool reprint_;
   const std::optional<nlohmann::json>& done_;
+  std::vector<db::Journal::Request>* deferred_;
+  std::shared_ptr<std::int64_t> label_id_ = std::make_shared<std::int64_t>(0);
 };
 
 }  // namespace
@@ -114,7 +121,8 @@ class JournalReporter final : public labels::PrintReporter {
 labels::LabelData device_label_data(Station& station, const std::string& serial) { return load(station, serial).data; }
 
 PrintOutcome print_device_label(Station& station, const std::string& serial, const std::string& actor, bool reprint,
-                                const std::optional<std::string>& printer, const std::optional<nlohmann::json>& done) {
+                                const std::optional<std::string>& printer, const std::optional<nlohmann::json>& done,
+                                std::vector<db::Journal::Request>* record) {
   const DeviceLabel label = load(station, serial);
   const auto& config = station.config();
   std::string zpl;
@@ -140,7 +148,7 @@ PrintOutcome print_device_label(Station& station, const std::string& serial, con
   // A reprint that completes a device whose first label failed finishes it.
   std::optional<nlohmann::json> finish = done;
   if (reprint && !finish) finish = nlohmann::json{{"serial", serial}, {"after", "reprint"}};
-  JournalReporter reporter(station, label, actor, reprint, finish);
+  JournalReporter reporter(station, label, actor, reprint, finish, record);
   try {
     labels::print_and_report(*device, labels::PrintJob{serial, zpl, "zpl"}, reporter);
     out.status = "printed";
@@ -149,7 +157,7 @@ PrintOutcome print_device_label(Station& station, const std::string& serial, con
     out.status = "failed";
     out.detail = e.what();
   }
-  out.label_id = reporter.label_id;
+  out.label_id = reporter.label_id();
   out.done = reporter.done;
   return out;
 }

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <boost/asio/detached.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <cstdlib>
 #include <map>
@@ -60,7 +61,7 @@ std::string hex_of(ByteView b) { return hex_encode(b); }
 // State names (g++ 12 mishandles string literals turned into temporaries in co_await
 // argument lists, so coroutine calls take these objects).
 const std::string kReserved = "reserved", kKeyed = "keyed", kWritten = "written", kVerified = "verified",
-                  kLocked = "locked", kDone = "done";
+                  kLocked = "locked", kLabelled = "labelled", kDone = "done";
 
 std::string now_text() { return db::now_rfc3339(); }
 
@@ -198,6 +199,7 @@ struct ProvisioningLine::Impl {
     std::map<std::string, int> attempts;     // chip id -> failed attempts here
     std::string last_chip;                   // the device that was set aside or finished
     std::set<std::string> set_aside;         // chips given up here: waiting to be removed
+    std::set<std::string> finishing;         // chips whose label record is still committing
     std::unique_ptr<fx::UsbWatcher> watcher; // USB fixtures: hot-plug (or polling) arrivals
     FixtureView view;
     bool idle = true;
@@ -640,29 +642,76 @@ struct ProvisioningLine::Impl {
   }
 
   // The label goes out when the device has left the fixture (after BYE), so neighbouring
-  // fixtures' labels cannot be swapped; it carries the fixture number.
-  // The label's entry and `device.done` commit in one transaction (print_device_label's
-  // `done`): nothing happens between them, so the crash points "labelled" and "done" are
-  // the same moment.
-  asio::awaitable<void> step_label(Fixture& f, Work& w) {
+  // fixtures' labels cannot be swapped; it carries the fixture number. Returns once the label
+  // is printed, with its record: the label's entry and `device.done` as one unit
+  // (print_device_label's `done`), which the caller queues (finish_device). A failed print
+  // is recorded here and thrown.
+  asio::awaitable<std::vector<db::Journal::Request>> step_label(Fixture& f, Work& w) {
     const std::string serial = w.device.serial;
     const nlohmann::json done = {{"serial", serial}, {"fixture", f.config.number}};
+    std::vector<db::Journal::Request> record;
     const auto outcome = co_await offload(f, [&] {
       return print_device_label(station, serial, options.actor, false,
                                 f.config.printer.empty() ? std::nullopt : std::optional<std::string>(f.config.printer),
-                                done);
+                                done, &record);
     });
+    if (outcome.status != "printed" || !outcome.done) co_await commit_unit(f, std::move(record));
     if (outcome.status != "printed")
       throw Error(Errc::io_error, fmt::format("label for {} not printed on {}: {}", serial, outcome.printer,
                                               outcome.detail));
     if (!outcome.done)
       throw Error(Errc::internal, fmt::format("label for {} printed but the device was not {} or {}", serial,
                                               kVerified, kLocked));
-    w.state = kDone;
-    w.device.state = kDone;
-    set_status(f, "busy", kDone);
-    crash_point("labelled");
+    co_return record;
+  }
+
+  // The device has left with its label, its last side effect: its record (the label's
+  // entry and `device.done`) commits while the fixture goes on with the next device. The
+  // journal keeps the order, so that device's entries come after these. The device counts
+  // as done, and as in flight until then, only once the record is durable.
+  asio::awaitable<void> finish_device(Fixture& f, Work w, std::vector<db::Journal::Request> record, bool counted_new) {
+    std::optional<Error> failure;
+    try {
+      co_await commit_unit(f, std::move(record));
+    } catch (const Error& e) {
+      failure = e;
+    }
+    if (failure) {
+      spdlog::error("{}: the label of {} printed but its record failed: {}", f.config.link.name, w.device.serial,
+                    failure->what());
+      co_await fail_device(f, w, kLabelled, *failure);
+      f.finishing.erase(w.chip);
+      {
+        const std::lock_guard lock(mutex);
+        if (counted_new) --in_flight_new;
+        ++summary.failed;
+        ++devices_left;
+      }
+      const nlohmann::json failed = {{"serial", w.device.serial}, {"state", "failed"}, {"fixture", f.config.number},
+                                     {"reason", failure->what()}};
+      if (bus != nullptr) bus->publish("device", failed);
+      if (options.on_device) options.on_device(failed);
+      publish_progress();
+      co_return;
+    }
+    f.finishing.erase(w.chip);
+    crash_point(kLabelled);
     crash_point(kDone);
+    {
+      const std::lock_guard lock(mutex);
+      if (counted_new) --in_flight_new;
+      ++summary.done;
+      ++batch_done;
+      ++f.view.done;
+      ++devices_left;
+    }
+    publish_fixture(f);
+    if (bus != nullptr)
+      bus->publish("device", {{"serial", w.device.serial}, {"state", "done"}, {"fixture", f.config.number},
+                              {"chip_id", w.chip}, {"batch", batch.name}});
+    if (options.on_device)
+      options.on_device({{"serial", w.device.serial}, {"state", "done"}, {"fixture", f.config.number}});
+    publish_progress();
   }
 
   // ----- one device ------------------------------------------------------------------
@@ -747,6 +796,8 @@ struct ProvisioningLine::Impl {
   // device is finished here (done, already done, or set aside), false to retry it.
   asio::awaitable<bool> provision(Fixture& f, const fx::DeviceInfo& info) {
     const std::string chip = hex_of(info.chip_id);
+    // Put straight back while its label's record commits: read its state once that is done.
+    while (f.finishing.count(chip) != 0) co_await sleep(f, std::chrono::milliseconds(1));
     std::optional<Work> found = co_await offload(f, [&] { return find_device(f, info); });
     bool counted_new = false;
     Work w;
@@ -804,6 +855,7 @@ struct ProvisioningLine::Impl {
 
     std::string failed_at;
     std::optional<Error> failure;
+    std::vector<db::Journal::Request> record;  // the label's, once printed
     try {
       if (!found) co_await reserve(f, w);
       // A device that comes back with an identity proves it (resume) or loses it.
@@ -852,9 +904,9 @@ struct ProvisioningLine::Impl {
         co_await f.client->lock();
         co_await journal_state(f, w, kLocked, nlohmann::json::object());
       }
-      failed_at = "labelled";
+      failed_at = kLabelled;
       co_await bye_quietly(f);  // it may already be gone; it holds a verified identity either way
-      co_await step_label(f, w);
+      record = co_await step_label(f, w);
     } catch (const Error& e) {
       failure = e;
     }
@@ -864,21 +916,9 @@ struct ProvisioningLine::Impl {
       co_await fail_device(f, w, failed_at, *failure);
       co_return false;
     }
-    finish_new();
-    {
-      const std::lock_guard lock(mutex);
-      ++summary.done;
-      ++batch_done;
-      ++f.view.done;
-      ++devices_left;
-    }
     set_status(f, "done", "done", {}, "remove the device");
-    if (bus != nullptr)
-      bus->publish("device", {{"serial", w.device.serial}, {"state", "done"}, {"fixture", f.config.number},
-                              {"chip_id", w.chip}, {"batch", batch.name}});
-    if (options.on_device)
-      options.on_device({{"serial", w.device.serial}, {"state", "done"}, {"fixture", f.config.number}});
-    publish_progress();
+    f.finishing.insert(chip);
+    asio::co_spawn(f.strand, finish_device(f, std::move(w), std::move(record), counted_new), asio::detached);
     co_return true;
   }
 
