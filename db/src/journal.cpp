@@ -213,6 +213,7 @@ bool verify_with_certificate(ByteView cert_der, ByteView message, ByteView signa
 struct Journal::Pending {
   std::vector<Request> requests;
   Completion done;
+  std::function<void()> applied;
   bool is_checkpoint = false;
   std::promise<Checkpoint> checkpoint;
 };
@@ -274,10 +275,11 @@ void Journal::enqueue(std::unique_ptr<Pending> p) {
   cv_.notify_one();
 }
 
-void Journal::commit_async(std::vector<Request> requests, Completion done) {
+void Journal::commit_async(std::vector<Request> requests, Completion done, std::function<void()> applied) {
   auto p = std::make_unique<Pending>();
   p->requests = std::move(requests);
   p->done = std::move(done);
+  p->applied = std::move(applied);
   enqueue(std::move(p));
 }
 
@@ -416,6 +418,13 @@ void Journal::run_batch(std::vector<std::unique_ptr<Pending>>& batch) {
         conn_.exec("ROLLBACK TO entry");  // if this fails too, the whole batch fails below
       }
       conn_.exec("RELEASE entry");
+      if (!errors[k] && p.applied) {
+        try {
+          p.applied();
+        } catch (const std::exception& e) {
+          spdlog::error("journal: a unit's applied notice threw: {}", e.what());
+        }
+      }
     }
     tx.commit();  // one fsync for the whole batch (synchronous=FULL)
     ++counters_.transactions;

@@ -161,6 +161,68 @@ TEST_F(JournalTest, AsyncCommitsCompleteInQueueOrderOnceDurable) {
   EXPECT_TRUE(report.ok) << report.reason;
 }
 
+// `applied` (the line's reservation resumes on it): it runs once the unit is in the writer's
+// open transaction, before the unit is durable and before its completion, and a unit queued
+// after it is applied only after that completion has run (so it can refuse when the earlier
+// unit did not land). A unit that fails in its mutation is never reported applied.
+TEST_F(JournalTest, AppliedComesBeforeTheOutcomeAndAUnitQueuedAfterItSeesThatOutcome) {
+  Journal j(path(), "st-1");
+  std::mutex m;
+  std::vector<std::string> seen;
+  auto note = [&](const std::string& what) {
+    const std::lock_guard lock(m);
+    seen.push_back(what);
+  };
+  std::promise<void> applied;
+  std::promise<std::int64_t> durable_seq;
+  std::int64_t visible_when_applied = -1;
+  {
+    std::vector<Journal::Request> unit;
+    unit.emplace_back(EntryRequest{"op", "device.reserved", "device:SN-1", {}}, [&](Connection& c) {
+      note("mutation 1");
+      return test::add_device(1)(c);
+    });
+    j.commit_async(
+        std::move(unit),
+        [&](std::vector<Entry> e, std::exception_ptr x) {
+          note(x ? "failed 1" : "durable 1");
+          durable_seq.set_value(x ? 0 : e.at(0).seq);
+        },
+        [&] {
+          note("applied 1");
+          // Not yet visible to another connection: nothing is committed.
+          Connection reader(path(), true);
+          auto st = reader.prepare("SELECT count(*) FROM devices WHERE serial = 'SN-1'");
+          st.step();
+          visible_when_applied = st.int64(0);
+          applied.set_value();
+        });
+  }
+  applied.get_future().wait();
+  std::promise<void> second_done;
+  std::vector<Journal::Request> unit2;
+  unit2.emplace_back(EntryRequest{"op", "device.issued", "device:SN-1", {}}, [&](Connection&) {
+    note("mutation 2");
+    return std::vector<RowRef>{};
+  });
+  j.commit_async(std::move(unit2), [&](std::vector<Entry>, std::exception_ptr) { second_done.set_value(); });
+  // A unit whose mutation fails: its completion brings the error, and it is never applied.
+  bool failed_applied = false;
+  std::promise<std::exception_ptr> failed_outcome;
+  std::vector<Journal::Request> bad;
+  bad.emplace_back(EntryRequest{"op", "device.reserved", "device:SN-1", {}}, test::add_device(1));  // a duplicate
+  j.commit_async(
+      std::move(bad), [&](std::vector<Entry>, std::exception_ptr x) { failed_outcome.set_value(x); },
+      [&] { failed_applied = true; });
+  second_done.get_future().wait();
+  EXPECT_GT(durable_seq.get_future().get(), 0);
+  EXPECT_TRUE(failed_outcome.get_future().get());
+  EXPECT_FALSE(failed_applied);
+  EXPECT_EQ(visible_when_applied, 0);
+  const std::vector<std::string> expected{"mutation 1", "applied 1", "durable 1", "mutation 2"};
+  EXPECT_EQ(seen, expected);
+}
+
 // The line queues `written` without waiting and commits `verified` after it: the later unit
 // must refuse when the earlier one did not land, whether they share a transaction or not.
 TEST_F(JournalTest, AUnitThatDependsOnAnUnwaitedOneRefusesWhenThatOneDidNotLand) {

@@ -129,7 +129,14 @@ class Journal {
   // once the unit is durable or has failed (keep it short: hand the outcome over and return;
   // it must not call into the journal). Units complete in the order they were queued, so a
   // unit that completed durably implies every unit queued before it has completed.
-  void commit_async(std::vector<Request> requests, Completion done);
+  //
+  // `applied`, when given, runs on the writer thread as soon as the unit's mutations and
+  // entries are in the writer's open transaction, before its commit: what the mutations
+  // produced may be read then, but nothing is durable, and `done` still brings the outcome
+  // (a unit applied may yet fail with its transaction). Every unit of a later transaction is
+  // applied after this unit's `done` has run, so a unit queued after `applied` can refuse
+  // (throw in its mutation) when this one did not land.
+  void commit_async(std::vector<Request> requests, Completion done, std::function<void()> applied = {});
   // Signs a checkpoint over the last entry now (Errc::not_found if the journal is empty).
   Checkpoint checkpoint();
 

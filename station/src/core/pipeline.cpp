@@ -218,6 +218,10 @@ struct ProvisioningLine::Impl {
     std::vector<std::pair<fx::ItemId, Bytes>> items;  // written, non-secret
     std::optional<nlohmann::json> keyed;  // the key's entry, journaled with its certificate
     std::shared_ptr<std::exception_ptr> written_error;  // `written`'s outcome, queued unwaited
+    // The reservation's final outcome (set on the writer thread once its transaction ended;
+    // read there by the units queued after it, which refuse when it did not land).
+    std::shared_ptr<std::exception_ptr> reservation;
+    bool reservation_lost() const { return reservation && *reservation; }
   };
 
   Station& station;
@@ -307,6 +311,42 @@ struct ProvisioningLine::Impl {
         asio::use_awaitable);
     if (error) std::rethrow_exception(error);
     co_return entries;
+  }
+
+  // Queues the unit and resumes this coroutine as soon as the writer has applied it in its
+  // open transaction (Journal::commit_async's `applied`), or once it failed before that;
+  // `done` gets its final outcome on the writer thread. What the unit's mutations produced
+  // may be read after this returns; nothing of it is durable yet.
+  asio::awaitable<void> apply_unit(Fixture& f, std::vector<db::Journal::Request> requests,
+                                   db::Journal::Completion done) {
+    std::exception_ptr error;
+    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+        [&](auto handler) {
+          auto h = std::make_shared<decltype(handler)>(std::move(handler));
+          auto resumed = std::make_shared<bool>(false);  // on the writer thread only
+          auto& strand = f.strand;
+          // Error and strand are read only before the resumption, while this frame lives.
+          auto resume = [h, resumed, &strand, &error](std::exception_ptr x) {
+            if (*resumed) return;
+            *resumed = true;
+            error = x;
+            asio::post(strand, std::move(*h));
+          };
+          try {
+            station.journal().commit_async(
+                std::move(requests),
+                [resume, done = std::move(done)](std::vector<db::Entry> e, std::exception_ptr x) mutable {
+                  done(std::move(e), x);
+                  resume(x);  // failed before it was applied
+                },
+                [resume] { resume(nullptr); });
+          } catch (...) {
+            error = std::current_exception();
+            asio::post(strand, std::move(*h));
+          }
+        },
+        asio::use_awaitable);
+    if (error) std::rethrow_exception(error);
   }
 
   void publish_fixture(Fixture& f) {
@@ -522,6 +562,7 @@ struct ProvisioningLine::Impl {
           std::vector<db::Journal::Request> unit;
           unit.emplace_back(db::EntryRequest{options.actor, "device." + kKeyed, "device:" + w.device.serial, *w.keyed},
                             [&](db::Connection& c) {
+                              if (w.reservation_lost()) std::rethrow_exception(*w.reservation);
                               return std::vector<db::RowRef>{db::set_device_state(
                                   c, w.device.id, kKeyed, std::nullopt, std::to_string(f.config.number))};
                             });
@@ -779,9 +820,27 @@ struct ProvisioningLine::Impl {
             d.id = rows.back().id;
             return rows;
           });
-    co_await commit_unit(f, std::move(reserved));
-    if (*detect_error) std::rethrow_exception(*detect_error);
-    crash_point("detected");
+    if (batch.settings.key_mode == "on-device") {
+      // The device makes its key next (GENKEY, a side effect): the reservation is durable first.
+      co_await commit_unit(f, std::move(reserved));
+      if (*detect_error) std::rethrow_exception(*detect_error);
+      crash_point("detected");
+      crash_point("reserved");
+    } else {
+      // The serial is what issuance needs, and nothing leaves the station before `issued`,
+      // which the journal orders after this unit: resume once it is applied, not durable.
+      // `issued` (and a failure's record) refuse unless it landed (Work::reservation).
+      auto outcome = std::make_shared<std::exception_ptr>();
+      // A named completion: g++ 12 mishandles a lambda built in a co_await's arguments.
+      db::Journal::Completion landed = [outcome, detect_error](std::vector<db::Entry>, std::exception_ptr x) {
+        *outcome = x ? x : *detect_error;
+        if (*outcome) return;
+        crash_point("detected");  // on the writer, the moment both are durable
+        crash_point("reserved");
+      };
+      co_await apply_unit(f, std::move(reserved), std::move(landed));
+      w.reservation = std::move(outcome);
+    }
     w.device = d;
     w.state = "reserved";
     set_status(f, "busy", "reserved");
@@ -789,7 +848,6 @@ struct ProvisioningLine::Impl {
       const std::lock_guard lock(mutex);
       f.view.serial = d.serial;
     }
-    crash_point("reserved");
   }
 
   // Takes one device (already answering HELLO) as far as it goes. Returns true when the
@@ -942,6 +1000,9 @@ struct ProvisioningLine::Impl {
       co_await offload(f, [&] {
         station.journal().commit({options.actor, "device.failed", "device:" + w.device.serial, details},
                                  [&](db::Connection& c) {
+                                   // Its id may be another device's by now.
+                                   if (w.reservation_lost())
+                                     throw Error(Errc::internal, "its reservation did not land: nothing to record");
                                    std::vector<db::RowRef> rows;
                                    if (voiding) rows = voiding(c);
                                    rows.push_back(db::set_device_state(c, id, state, reason, fixture));
