@@ -66,6 +66,35 @@ core::Batch open_test_batch(core::Station& station, const std::string& name, std
   return core::open_batch(station, name, settings, actor);
 }
 
+// A ProvisioningLine over in-process fixtures, run on a thread of its own and watched through
+// its event bus; stopped (and joined) by stop() or, should a test end early, on destruction.
+struct WatchedLine {
+  core::EventBus bus{4096};
+  std::shared_ptr<core::EventBus::Subscription> sub = bus.subscribe(0, 4096);
+  std::unique_ptr<core::ProvisioningLine> line;
+  core::LineSummary summary;
+  std::thread runner;
+
+  WatchedLine(core::Station& station, const core::Batch& batch, InProcessFixtures& fx, std::chrono::milliseconds poll) {
+    core::LineOptions lo;
+    lo.batch = batch.name;
+    lo.actor = core::os_user();
+    lo.poll = poll;
+    fx.attach(lo);
+    line = std::make_unique<core::ProvisioningLine>(station, lo, &bus);
+    runner = std::thread([this] { summary = line->run(); });
+  }
+  WatchedLine(const WatchedLine&) = delete;
+  WatchedLine& operator=(const WatchedLine&) = delete;
+  ~WatchedLine() {
+    if (runner.joinable()) stop();
+  }
+  void stop() {
+    line->stop();
+    runner.join();
+  }
+};
+
 // Takes what the subscription has until `done(event)` returned true for some event, or the
 // time is up; returns whether it did.
 bool collect_until(core::EventBus::Subscription& sub, std::vector<core::Event>& into,
@@ -89,20 +118,11 @@ bool collect_until(core::EventBus::Subscription& sub, std::vector<core::Event>& 
 TEST(LineEvents, ASetAsideDeviceCountsOnItsFixtureTileInTheSameEvent) {
   StationDir st;
   core::Station station(st.data(), std::nullopt);
-  const std::string actor = core::os_user();
   const auto batch = open_test_batch(station, "EV", 3);
-
   InProcessFixtures fx({{2, false}, {1, true}});
-  core::EventBus bus(4096);
-  const auto sub = bus.subscribe(0, 4096);
-  core::LineOptions lo;
-  lo.batch = batch.name;
-  lo.actor = actor;
-  lo.poll = std::chrono::milliseconds(5);
-  fx.attach(lo);
-  core::ProvisioningLine line(station, lo, &bus);
-  core::LineSummary summary;
-  std::thread runner([&] { summary = line.run(); });
+  WatchedLine watched(station, batch, fx, std::chrono::milliseconds(5));
+  auto& sub = watched.sub;
+  const auto& summary = watched.summary;
 
   // The set-aside device stays in its fixture until an operator takes it out, so nothing
   // else happens on fixture 2 after it is given up: watch until then (and fixture 1 has
@@ -116,8 +136,7 @@ TEST(LineEvents, ASetAsideDeviceCountsOnItsFixtureTileInTheSameEvent) {
     return given_up && done >= 2;
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  line.stop();
-  runner.join();
+  watched.stop();
   sub->take(events);
   EXPECT_EQ(summary.done, 2);
   EXPECT_EQ(summary.failed, 1);
@@ -167,16 +186,9 @@ TEST(LineEvents, AnHsmThatGoesAwayPausesTheFixturesAndNoDeviceFailsForIt) {
   core::Station station(st.data(), conf);
   const auto batch = open_test_batch(station, "HSM", 4);
   InProcessFixtures fx({{2, false}, {2, false}});
-  core::EventBus bus(4096);
-  const auto sub = bus.subscribe(0, 4096);
-  core::LineOptions lo;
-  lo.batch = batch.name;
-  lo.actor = core::os_user();
-  lo.poll = std::chrono::milliseconds(5);
-  fx.attach(lo);
-  core::ProvisioningLine line(station, lo, &bus);
-  core::LineSummary summary;
-  std::thread runner([&] { summary = line.run(); });
+  WatchedLine watched(station, batch, fx, std::chrono::milliseconds(5));
+  auto& sub = watched.sub;
+  const auto& summary = watched.summary;
 
   // Both fixtures reach issuance and pause there; the alarm names the HSM.
   std::vector<core::Event> events;
@@ -205,8 +217,7 @@ TEST(LineEvents, AnHsmThatGoesAwayPausesTheFixturesAndNoDeviceFailsForIt) {
     return back && done == 4;
   });
   EXPECT_TRUE(finished) << "back " << back << ", done " << done;
-  line.stop();
-  runner.join();
+  watched.stop();
   EXPECT_EQ(summary.done, 4);
   EXPECT_EQ(summary.failed, 0);
 
@@ -232,16 +243,9 @@ TEST(LineEvents, ADeviceDetectedAgainWhileItsLabelRecordCommitsIsLabelledOnce) {
   core::Station station(st.data(), std::nullopt);
   const auto batch = open_test_batch(station, "AGAIN", 1);
   InProcessFixtures fx({{1, false}});  // one chip, which stays after BYE
-  core::EventBus bus(4096);
-  const auto sub = bus.subscribe(0, 4096);
-  core::LineOptions lo;
-  lo.batch = batch.name;
-  lo.actor = core::os_user();
-  lo.poll = std::chrono::milliseconds(0);
-  fx.attach(lo);
-  core::ProvisioningLine line(station, lo, &bus);
-  core::LineSummary summary;
-  std::thread runner([&] { summary = line.run(); });
+  WatchedLine watched(station, batch, fx, std::chrono::milliseconds(0));
+  auto& sub = watched.sub;
+  const auto& summary = watched.summary;
   std::vector<core::Event> events;
   bool done = false;
   const bool seen_again = collect_until(*sub, events, [&](const core::Event& e) {
@@ -250,8 +254,7 @@ TEST(LineEvents, ADeviceDetectedAgainWhileItsLabelRecordCommitsIsLabelledOnce) {
     return done && e.type == "fixture" && reason != e.data.end() && reason->is_string() &&
            reason->get<std::string>().rfind("already provisioned", 0) == 0;
   });
-  line.stop();
-  runner.join();
+  watched.stop();
   EXPECT_TRUE(seen_again) << "the device was not detected again as already provisioned";
   EXPECT_EQ(summary.done, 1);
   EXPECT_EQ(summary.failed, 0);
