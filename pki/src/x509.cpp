@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
+#include <openssl/x509v3.h>
 
 #include <array>
 #include <cstring>
@@ -437,6 +438,10 @@ void CertProfile::validate() const {
       throw Error(Errc::config_error, where + ".key_usage: a device certificate cannot have " + u);
   if (crl_distribution_point && crl_distribution_point->find("://") == std::string::npos)
     throw Error(Errc::config_error, where + ".crl_distribution_point: must be a URI");
+  if (certified_key != "dpp" && certified_key != "separate")
+    throw Error(Errc::config_error, where + ".certified_key: must be 'dpp' (the certificate certifies the DPP key) or "
+                                           "'separate' (a second device key, bound to the DPP key by its hash), not '" +
+                                           certified_key + "'");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -511,8 +516,20 @@ CertificateIssuer::~CertificateIssuer() = default;
 const std::string& CertificateIssuer::issuer_key_id() const noexcept { return impl_->ca.key_id; }
 const Bytes& CertificateIssuer::issuer_cert_der() const noexcept { return impl_->ca.cert_der; }
 
-IssuedCertificate CertificateIssuer::issue(ByteView subject_spki_der, const std::string& device_serial) {
+IssuedCertificate CertificateIssuer::issue(ByteView subject_spki_der, const std::string& device_serial,
+                                           const std::string& dpp_pkhash) {
   Impl& m = *impl_;
+  if (m.profile.separate_key()) {
+    const auto raw = hex_decode(dpp_pkhash);
+    if (!raw || raw->size() != 32 || dpp_pkhash != hex_encode(*raw))
+      throw Error(Errc::invalid_argument, fmt::format("profile '{}' certifies a separate key: the certificate needs the "
+                                                      "DPP key hash (64 lowercase hex digits) to bind",
+                                                      m.profile.name));
+  } else if (!dpp_pkhash.empty()) {
+    throw Error(Errc::invalid_argument, fmt::format("profile '{}' certifies the DPP key itself: no separate DPP key "
+                                                    "hash to bind (set certified_key = 'separate' for that)",
+                                                    m.profile.name));
+  }
   // checks
   if (device_serial.empty() || device_serial.size() > 64)
     throw Error(Errc::invalid_argument, "device serial must be 1 to 64 characters");
@@ -537,8 +554,10 @@ IssuedCertificate CertificateIssuer::issue(ByteView subject_spki_der, const std:
   Bytes exts = m.constant_exts;
   const Bytes ski = subject_key_id_ext(key.spki);
   exts.insert(exts.end(), ski.begin(), ski.end());
-  if (!m.profile.subject_alt_names.empty()) {
-    const Bytes san = subject_alt_name(m.profile.subject_alt_names, device_serial, "profile subject_alt_names");
+  if (!m.profile.subject_alt_names.empty() || m.profile.separate_key()) {
+    std::vector<std::string> names = m.profile.subject_alt_names;
+    if (m.profile.separate_key()) names.push_back(std::string("URI:") + kDppKeyBindingPrefix + dpp_pkhash);
+    const Bytes san = subject_alt_name(names, device_serial, "profile subject_alt_names");
     exts.insert(exts.end(), san.begin(), san.end());
   }
   const Bytes ext_block = der::tlv(der::context(3, true), der::tlv(der::kSequence, exts));
@@ -653,13 +672,36 @@ CertInfo describe_certificate(ByteView der_bytes) {
   unsigned char* spki = nullptr;
   const int len = ::i2d_X509_PUBKEY(::X509_get_X509_PUBKEY(cert.get()), &spki);
   if (len <= 0) throw ossl::error("i2d_X509_PUBKEY");
-  info.key_id = sha256_hex(ByteView(spki, static_cast<std::size_t>(len)));
+  info.spki.assign(spki, spki + len);
+  info.key_id = sha256_hex(info.spki);
   ::OPENSSL_free(spki);
   info.sha256 = sha256_hex(der_bytes);
   info.pem = to_pem(der_bytes);
   info.is_ca = ::X509_check_ca(cert.get()) != 0;
   info.self_signed = ::X509_check_issued(cert.get(), cert.get()) == X509_V_OK;
   return info;
+}
+
+std::optional<std::string> bound_dpp_pkhash(ByteView cert_der) {
+  const unsigned char* p = cert_der.data();
+  const ossl::X509Ptr cert(::d2i_X509(nullptr, &p, static_cast<long>(cert_der.size())));
+  if (!cert) throw ossl::error("not a DER certificate", Errc::parse_error);
+  GENERAL_NAMES* names =
+      static_cast<GENERAL_NAMES*>(::X509_get_ext_d2i(cert.get(), NID_subject_alt_name, nullptr, nullptr));
+  if (names == nullptr) return std::nullopt;
+  std::optional<std::string> found;
+  const std::string_view prefix = kDppKeyBindingPrefix;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names) && !found; ++i) {
+    const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names, i);
+    if (gn->type != GEN_URI) continue;
+    const auto* s = gn->d.uniformResourceIdentifier;
+    const std::string_view uri(reinterpret_cast<const char*>(::ASN1_STRING_get0_data(s)),
+                               static_cast<std::size_t>(::ASN1_STRING_length(s)));
+    if (uri.size() == prefix.size() + 64 && uri.substr(0, prefix.size()) == prefix)
+      found = std::string(uri.substr(prefix.size()));
+  }
+  ::GENERAL_NAMES_free(names);
+  return found;
 }
 
 std::string to_pem(ByteView der_bytes, const char* label) {

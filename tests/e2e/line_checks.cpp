@@ -10,6 +10,8 @@
 
 #include "db/records.hpp"
 #include "db/sqlite.hpp"
+#include "pki/dpp_key.hpp"
+#include "pki/x509.hpp"
 
 extern char** environ;
 
@@ -107,6 +109,18 @@ LineFacts check_line(const fs::path& data, bool locked, const fs::path& sims) {
         << serial << ": the device does not hold its recorded certificate";
     EXPECT_EQ(fixtures::sim::image_public_key(flash, fixtures::ItemId::dpp_key), active->public_key)
         << serial << ": the device does not hold its recorded DPP key";
+    // The certificate certifies the DPP key, or (a "separate" profile) the device's
+    // certificate key and binds the DPP key by its hash.
+    const auto certified = pki::dpp::PublicKey::from_spki_der(pki::describe_certificate(active->cert_der).spki);
+    if (const auto bound = pki::bound_dpp_pkhash(active->cert_der)) {
+      ++facts.separate_key;
+      EXPECT_EQ(*bound, active->pkhash) << serial << ": the certificate binds another DPP key";
+      EXPECT_EQ(fixtures::sim::image_public_key(flash, fixtures::ItemId::cert_key), certified.spki_der())
+          << serial << ": the device does not hold the key its certificate certifies";
+      EXPECT_FALSE(certified == pki::dpp::PublicKey::from_spki_der(active->public_key)) << serial;
+    } else {
+      EXPECT_EQ(certified.spki_der(), active->public_key) << serial << ": the certificate certifies another key";
+    }
     const auto uri = flash.items.find(fixtures::ItemId::dpp_uri);
     EXPECT_TRUE(uri != flash.items.end() && active->dpp_uri &&
                 std::string(uri->second.begin(), uri->second.end()) == *active->dpp_uri)

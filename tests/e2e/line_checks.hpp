@@ -38,13 +38,15 @@ std::map<std::string, fixtures::sim::FlashImage> simulated_devices(const std::fi
 
 struct LineFacts {
   std::int64_t done = 0, failed = 0, other = 0;
+  std::int64_t separate_key = 0;  // done devices whose certificate certifies a separate key
   std::vector<std::string> done_serials;
 };
 
 // Checks the invariants of DESIGN.md (gtest EXPECTs): no serial, MAC, key hash or
 // certificate serial twice; every device marked done holds, in its simulator's flash, the
 // certificate and DPP key of its one active identity (and is locked when `locked`); the
-// journal verifies.
+// journal verifies. The certificate certifies the DPP key the device holds, or the separate
+// certificate key it holds and binds that DPP key's hash.
 LineFacts check_line(const std::filesystem::path& data, bool locked, const std::filesystem::path& sims = {});
 
 // A process in the background, stdout and stderr to `log`; killed (SIGKILL) on destruction.

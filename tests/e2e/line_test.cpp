@@ -19,6 +19,7 @@
 #include <set>
 
 #include "db/sqlite.hpp"
+#include "pki/x509.hpp"
 #include "label_fixtures.hpp"
 #include "line_checks.hpp"
 #include "wpas_harness.hpp"
@@ -336,6 +337,85 @@ TEST(LineServe, RunsTheConfiguredFixturesWithAPoolOfMacsAndStopsInOrderOnSigterm
 
 // A batch keeps running while a security officer rotates the issuing CA: devices issued
 // before get the old issuer, devices after the new one, and every chain verifies.
+// ---------------------------------------------------------------------------------------
+// Certificate profiles
+
+// certified_key = 'separate': every device gets a second key pair (injected, or generated on
+// the device) that its certificate certifies, bound to its DPP key by that key's hash, and
+// proves both; a device without a certificate key slot is refused before anything is issued.
+TEST(LineProfiles, ASeparateKeyProfileCertifiesASecondDeviceKeyBoundToItsDppKey) {
+  for (const char* mode : {"station", "on-device"}) {
+    SCOPED_TRACE(mode);
+    TempDir dir("line-separate");
+    const auto data = dir / "data";
+    ASSERT_EQ(run({station_bin(), "init", "--data", data.string()}).exit_code, 0);
+    auto conf = read_file(data / "station.conf");
+    const std::string dpp = "certified_key = 'dpp'";
+    const auto at = conf.find(dpp);
+    ASSERT_NE(at, std::string::npos) << conf;
+    conf.replace(at, dpp.size(), "certified_key = 'separate'");
+    write_file(data / "station.conf", conf);
+
+    const auto r = run_demo(data, {"--devices", "6", "--fixtures", "2", "--key-mode", mode, "--no-png", "--sim-fault",
+                                   "2:--no-cert-key"});
+    ASSERT_EQ(r.result.exit_code, 0) << r.result.out << r.result.err;
+    ASSERT_TRUE(r.summary.is_object()) << r.result.out;
+    EXPECT_EQ(r.summary["devices_done"], 3) << r.summary.dump();
+    EXPECT_EQ(r.summary["devices_failed"], 3) << r.summary.dump();
+    for (const auto& f : r.summary["failures"])
+      EXPECT_NE(f["reason"].get<std::string>().find("no certificate key slot (CERT_KEY)"), std::string::npos) << f.dump();
+    const auto facts = check_line(data, /*locked=*/true);  // the binding and the keys held, per device
+    EXPECT_EQ(facts.done, 3);
+    EXPECT_EQ(facts.separate_key, 3);
+
+    db::Connection c(data / "station.db", true);
+    auto count = c.prepare("SELECT count(*) FROM identities");
+    count.step();
+    EXPECT_EQ(count.int64(0), 3) << "a certificate was issued to a device without a certificate key slot";
+    // The journal names the certified key; openssl reads the binding and verifies the chain.
+    const auto devices = simulated_devices(data);
+    write_file(dir / "root.pem", root_pem(data));
+    auto st = c.prepare(
+        "SELECT d.chip_id, json_extract(j.details, '$.cert_pkhash'), i.cert_der, i.pkhash FROM journal j "
+        "JOIN devices d ON j.subject = 'device:' || d.serial JOIN identities i ON i.device_id = d.id "
+        "WHERE j.action = 'device.issued'");
+    int issued = 0;
+    std::vector<Bytes> secrets;
+    while (st.step()) {
+      ++issued;
+      const auto flash = devices.at(st.text(0));
+      EXPECT_EQ(st.text(1), sha256_hex(fixtures::sim::image_public_key(flash, fixtures::ItemId::cert_key)));
+      const Bytes cert = st.blob(2);
+      write_file(dir / "device.pem", pki::to_pem(cert));
+      const Bytes& chain = flash.items.at(fixtures::ItemId::ca_chain);  // DER certificates, issuing CA first
+      const unsigned char* end = chain.data();
+      X509_free(d2i_X509(nullptr, &end, static_cast<long>(chain.size())));
+      write_file(dir / "issuing.pem", pki::to_pem(Bytes(chain.data(), end)));
+      const auto san = run({"openssl", "x509", "-in", (dir / "device.pem").string(), "-noout", "-ext", "subjectAltName"});
+      EXPECT_NE(san.out.find("URI:urn:dpp:pkhash:" + st.text(3)), std::string::npos) << san.out << san.err;
+      const auto verify = run({"openssl", "verify", "-CAfile", (dir / "root.pem").string(), "-untrusted",
+                               (dir / "issuing.pem").string(), (dir / "device.pem").string()});
+      EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+      secrets.push_back(private_scalar(flash.items.at(fixtures::ItemId::cert_key)));
+      ASSERT_EQ(secrets.back().size(), 32U);
+    }
+    EXPECT_EQ(issued, 3);
+    // The certificate keys, like the DPP keys, are in the devices only.
+    std::vector<std::pair<std::string, std::string>> written{{"stdout", r.result.out}, {"stderr", r.result.err}};
+    for (const auto& e : fs::recursive_directory_iterator(data)) {
+      const auto rel = fs::relative(e.path(), data).string();
+      if (e.is_regular_file() && rel.rfind("sim/", 0) != 0 && rel.rfind("softhsm/", 0) != 0 &&
+          rel.rfind("tokens/", 0) != 0)
+        written.emplace_back(rel, read_file(e.path()));
+    }
+    for (const auto& secret : secrets)
+      for (const auto& [name, content] : written) {
+        EXPECT_FALSE(contains(content, secret)) << "a certificate private key is in " << name;
+        EXPECT_EQ(content.find(hex_encode(secret)), std::string::npos) << "a certificate private key (hex) is in " << name;
+      }
+  }
+}
+
 TEST(LineRotation, ABatchRunningAcrossAnIssuingCaRotationIssuesUnderBothAndAllVerify) {
   TempDir dir("line-rotate");
   const auto data = dir / "data";

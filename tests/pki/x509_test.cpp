@@ -1,6 +1,7 @@
 // Device certificate issuance against a real SoftHSM2 token.
 #include <gtest/gtest.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include <set>
 
@@ -173,6 +174,60 @@ TEST_F(Issuance, NoExpirationProfileUses99991231) {
   EXPECT_EQ(describe_certificate(cert.der).not_after, describe_certificate(issuing_der_).not_after);
 }
 
+// certified_key = "separate": the certificate certifies the device's second key and binds
+// the DPP key by its hash; a DPP-key profile carries no binding.
+TEST_F(Issuance, SeparateKeyProfileCertifiesTheCertificateKeyAndBindsTheDppKeyHash) {
+  CertProfile p;
+  p.name = "split";
+  p.certified_key = "separate";
+  p.key_usage = {"digitalSignature"};
+  p.subject_alt_names = {"URI:urn:dev:sn:{serial}"};
+  CertificateIssuer issuer(*hsm_, issuing(), p);
+  auto dpp = ec_key("P-256");
+  auto cert_key = ec_key("P-256");
+  // Uncompressed first: spki_der(.., true) leaves the key set to compressed points.
+  const Bytes dpp_full = spki_der(dpp.get(), false);
+  const Bytes cert_key_full = spki_der(cert_key.get(), false);
+  const std::string pkhash = sha256_hex(spki_der(dpp.get(), true));
+  const auto cert = issuer.issue(spki_der(cert_key.get(), true), "SPLIT-1", pkhash);
+  EXPECT_TRUE(chain_verifies(cert.der));
+  const auto info = describe_certificate(cert.der);
+  EXPECT_EQ(info.spki, cert_key_full);  // the certificate key, not the DPP key
+  EXPECT_NE(info.spki, dpp_full);
+  EXPECT_EQ(bound_dpp_pkhash(cert.der), pkhash);
+  // The profile's own names stay, the binding comes after them.
+  const unsigned char* d = cert.der.data();
+  const ossl::X509Ptr x(d2i_X509(nullptr, &d, static_cast<long>(cert.der.size())));
+  auto* names = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(x.get(), NID_subject_alt_name, nullptr, nullptr));
+  ASSERT_NE(names, nullptr);
+  std::vector<std::string> uris;
+  for (int i = 0; i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* gn = sk_GENERAL_NAME_value(names, i);
+    ASSERT_EQ(gn->type, GEN_URI);
+    uris.emplace_back(reinterpret_cast<const char*>(ASN1_STRING_get0_data(gn->d.uniformResourceIdentifier)),
+                      static_cast<std::size_t>(ASN1_STRING_length(gn->d.uniformResourceIdentifier)));
+  }
+  GENERAL_NAMES_free(names);
+  EXPECT_EQ(uris, (std::vector<std::string>{"urn:dev:sn:SPLIT-1", "urn:dpp:pkhash:" + pkhash}));
+
+  // Without the DPP key hash (or with a malformed one) nothing is issued.
+  for (const std::string& bad : {std::string(), std::string("zz"), pkhash.substr(2), std::string(64, 'A')}) {
+    try {
+      issuer.issue(spki_der(cert_key.get(), true), "SPLIT-2", bad);
+      ADD_FAILURE() << "issued with DPP key hash '" << bad << "'";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Errc::invalid_argument);
+      EXPECT_NE(std::string(e.what()).find("DPP key hash"), std::string::npos) << e.what();
+    }
+  }
+  // A profile certifying the DPP key binds nothing and refuses a hash to bind.
+  CertificateIssuer plain(*hsm_, issuing(), CertProfile{});
+  const auto dpp_cert = plain.issue(spki_der(dpp.get(), true), "PLAIN-1");
+  EXPECT_EQ(bound_dpp_pkhash(dpp_cert.der), std::nullopt);
+  EXPECT_EQ(describe_certificate(dpp_cert.der).spki, dpp_full);
+  EXPECT_THROW(plain.issue(spki_der(dpp.get(), true), "PLAIN-2", pkhash), Error);
+}
+
 TEST(CertProfile, ValidationNamesTheKey) {
   CertProfile p;
   p.name = "acme";
@@ -193,6 +248,16 @@ TEST(CertProfile, ValidationNamesTheKey) {
   p.subject_alt_names = {"ftp:x"};
   EXPECT_THROW(p.validate(), Error);
   p.subject_alt_names = {"URI:urn:dev:sn:{serial}"};
+  EXPECT_NO_THROW(p.validate());
+  p.certified_key = "identity";
+  try {
+    p.validate();
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::config_error);
+    EXPECT_NE(std::string(e.what()).find("profiles.acme.certified_key"), std::string::npos) << e.what();
+  }
+  p.certified_key = "separate";
   EXPECT_NO_THROW(p.validate());
 }
 

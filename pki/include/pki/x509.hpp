@@ -40,10 +40,25 @@ struct CertProfile {
   // serverAuth, clientAuth, codeSigning, emailProtection, or a dotted OID.
   std::vector<std::string> extended_key_usage = {"clientAuth"};
   std::optional<std::string> crl_distribution_point;  // URI
+  // Which key the certificate certifies: "dpp", the device's DPP bootstrapping key itself,
+  // or "separate", a second key pair of the device (its certificate key, GENKEY/PUT slot
+  // CERT_KEY) that the certificate binds to the DPP key by the DPP key's hash: a
+  // subjectAltName URI kDppKeyBindingPrefix + 64 lowercase hex digits (SHA-256 of the DPP
+  // key's SubjectPublicKeyInfo DER as the DPP URI carries it). The DPP key then serves key
+  // agreement only and the certificate key signs.
+  std::string certified_key = "dpp";
+  bool separate_key() const noexcept { return certified_key == "separate"; }
 
   // Errc::config_error naming "profiles.<name>.<key>" and the reason.
   void validate() const;
 };
+
+// The subjectAltName URI of a "separate" profile's certificate is this prefix and the DPP
+// key hash (pkhash, lowercase hex).
+inline constexpr const char* kDppKeyBindingPrefix = "urn:dpp:pkhash:";
+// The DPP key hash a certificate binds (its subjectAltName URI kDppKeyBindingPrefix...), or
+// nullopt when it has none (the certificate then certifies the DPP key itself).
+std::optional<std::string> bound_dpp_pkhash(ByteView cert_der);
 
 // A certificate as people and records see it (DESIGN.md conventions).
 struct CertInfo {
@@ -54,6 +69,7 @@ struct CertInfo {
   std::string not_before;  // RFC 3339 UTC
   std::string not_after;
   std::string key_id;      // SHA-256 of the SubjectPublicKeyInfo DER, lowercase hex
+  Bytes spki;              // the certified public key, SubjectPublicKeyInfo DER
   std::string sha256;      // SHA-256 of the certificate DER
   std::string pem;
   bool is_ca = false;
@@ -102,8 +118,12 @@ class CertificateIssuer {
 
   // subject_spki_der: the device key (any DPP curve, compressed or uncompressed point; the
   // certificate carries the uncompressed form). The HSM signature is verified with the CA
-  // public key before the certificate is returned.
-  IssuedCertificate issue(ByteView subject_spki_der, const std::string& device_serial);
+  // public key before the certificate is returned. With a "separate" profile the subject
+  // key is the device's certificate key and dpp_pkhash (64 hex digits) the hash of its DPP
+  // key, which the certificate binds (Errc::invalid_argument without it); with a "dpp"
+  // profile dpp_pkhash must be empty.
+  IssuedCertificate issue(ByteView subject_spki_der, const std::string& device_serial,
+                          const std::string& dpp_pkhash = {});
 
   const std::string& issuer_key_id() const noexcept;
   const Bytes& issuer_cert_der() const noexcept;

@@ -230,6 +230,7 @@ StationConfig parse_config(std::string_view text, const std::filesystem::path& f
       if (auto s = p.get<std::vector<std::string>>("key_usage")) prof.key_usage = *s;
       if (auto s = p.get<std::vector<std::string>>("extended_key_usage")) prof.extended_key_usage = *s;
       if (auto s = p.get<std::string>("crl_distribution_point")) prof.crl_distribution_point = *s;
+      p.string("certified_key", prof.certified_key);
       p.finish();
       try {
         prof.validate();
@@ -362,6 +363,7 @@ std::string render_config(const StationConfig& c) {
     out += "key_usage = " + quote_list(p.key_usage) + "\n";
     out += "extended_key_usage = " + quote_list(p.extended_key_usage) + "\n";
     if (p.crl_distribution_point) out += "crl_distribution_point = " + quote(*p.crl_distribution_point) + "\n";
+    out += "certified_key = " + quote(p.certified_key) + "\n";
   }
   return out;
 }

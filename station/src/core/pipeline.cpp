@@ -215,6 +215,10 @@ struct ProvisioningLine::Impl {
     std::optional<db::IdentityRecord> identity;
     Bytes spki;          // DPP public key (SubjectPublicKeyInfo, compressed)
     SecretBytes private_der;  // station-generated key while writing; wiped after
+    // The certificate key of a "separate" profile (empty when the certificate certifies the
+    // DPP key), and its private key while writing when the station generated it.
+    Bytes cert_spki;
+    SecretBytes cert_private_der;
     std::vector<std::pair<fx::ItemId, Bytes>> items;  // written, non-secret
     std::optional<nlohmann::json> keyed;  // the key's entry, journaled with its certificate
     std::shared_ptr<std::exception_ptr> written_error;  // `written`'s outcome, queued unwaited
@@ -428,6 +432,19 @@ struct ProvisioningLine::Impl {
                                           now_text(), last));
   }
 
+  const pki::CertProfile& batch_profile() const {
+    return station.config().profile(batch.settings.profile.empty() ? station.config().default_profile
+                                                                   : batch.settings.profile);
+  }
+
+  // The key a recorded certificate certifies when that is not the device's DPP key (a
+  // "separate" profile), as the device reports it (compressed SPKI); empty otherwise.
+  static Bytes separate_cert_key(const db::IdentityRecord& id) {
+    const auto certified = pki::dpp::PublicKey::from_spki_der(pki::describe_certificate(id.cert_der).spki);
+    if (certified == pki::dpp::PublicKey::from_spki_der(id.public_key)) return {};
+    return certified.spki_der();
+  }
+
   std::pair<db::CaRecord, std::shared_ptr<pki::CertificateIssuer>> current_issuer_cached(bool refresh) {
     const auto now = std::chrono::steady_clock::now();
     const std::lock_guard lock(mutex);
@@ -441,8 +458,7 @@ struct ProvisioningLine::Impl {
     }
     auto& issuer = issuers[issuing->key_id];
     if (!issuer) {
-      const auto& profile = station.config().profile(batch.settings.profile.empty() ? station.config().default_profile
-                                                                                    : batch.settings.profile);
+      const auto& profile = batch_profile();
       // Certificate serials are 16 random bytes; the identities table's UNIQUE constraint is
       // the ledger (a repeat fails the record, so the certificate is never released).
       issuer = std::make_shared<pki::CertificateIssuer>(station.hsm(), pki::CaSigner{issuing->der, issuing->key_id},
@@ -503,13 +519,30 @@ struct ProvisioningLine::Impl {
 
   asio::awaitable<void> step_key(Fixture& f, Work& w) {
     const bool on_device = batch.settings.key_mode == "on-device";
+    const pki::CertProfile& profile = batch_profile();
+    const bool separate = profile.separate_key();
+    if (separate && (w.info.capabilities & fx::kCapCertKey) == 0)
+      throw Error(Errc::unsupported,
+                  fmt::format("{}: certificate profile '{}' certifies a separate key and this device has no certificate "
+                              "key slot (CERT_KEY); give its batch a profile with certified_key = 'dpp'",
+                              f.client->where(), profile.name));
+    w.cert_spki.clear();
     if (on_device) {
       const auto k = co_await f.client->genkey(fx::ItemId::dpp_key, wire_curve(batch.settings.curve));
       w.spki = k.spki;
+      if (separate) {
+        const auto c = co_await f.client->genkey(fx::ItemId::cert_key, wire_curve(batch.settings.curve));
+        w.cert_spki = c.spki;
+      }
     } else {
       auto pair = pki::dpp::KeyPair::generate(pki_curve(batch.settings.curve));
       w.spki = pair.public_key().spki_der();
       w.private_der = pair.ec_private_key_der();
+      if (separate) {
+        auto cert_pair = pki::dpp::KeyPair::generate(pki_curve(batch.settings.curve));
+        w.cert_spki = cert_pair.public_key().spki_der();
+        w.cert_private_der = cert_pair.ec_private_key_der();
+      }
     }
     // Journaled with the certificate (step_issue): nothing leaves the station between them.
     nlohmann::json details;
@@ -517,6 +550,7 @@ struct ProvisioningLine::Impl {
     details["fixture"] = f.config.number;
     details["pkhash"] = sha256_hex(w.spki);
     details["key_mode"] = on_device ? "on-device" : "injected";
+    if (separate) details["cert_pkhash"] = sha256_hex(w.cert_spki);
     w.keyed = std::move(details);
   }
 
@@ -546,7 +580,8 @@ struct ProvisioningLine::Impl {
       check_clock();
       for (int attempt = 0;; ++attempt) {
         auto [ca, issuer] = current_issuer_cached(attempt > 0);
-        const auto cert = issuer->issue(w.spki, w.device.serial);
+        const auto cert = w.cert_spki.empty() ? issuer->issue(w.spki, w.device.serial)
+                                              : issuer->issue(w.cert_spki, w.device.serial, identity.pkhash);
         identity.cert_serial = cert.serial;
         identity.cert_sha256 = cert.sha256;
         identity.cert_der = cert.der;
@@ -570,7 +605,8 @@ struct ProvisioningLine::Impl {
               db::EntryRequest{options.actor, "device.issued", "device:" + w.device.serial,
                {{"serial", w.device.serial}, {"fixture", f.config.number}, {"cert_serial", cert.serial},
                 {"cert_sha256", cert.sha256}, {"issuer", cert.issuer_key_id}, {"pkhash", identity.pkhash},
-                {"dpp_uri", uri}, {"key_mode", identity.key_mode}}},
+                {"dpp_uri", uri}, {"key_mode", identity.key_mode},
+                {"cert_pkhash", w.cert_spki.empty() ? nlohmann::json(nullptr) : nlohmann::json(sha256_hex(w.cert_spki))}}},
               [&](db::Connection& c) {
                 // An issuer rotated meanwhile: this certificate is discarded, never released.
                 const auto now_issuer = db::issuing_ca_at(c, db::now_rfc3339());
@@ -628,13 +664,22 @@ struct ProvisioningLine::Impl {
       co_await f.client->put(fx::ItemId::dpp_key, w.private_der.bytes());
       entries.push_back({fx::ItemId::dpp_key, ByteView(w.private_der.bytes())});
     }
+    if (!w.cert_spki.empty()) {  // a separate certificate key (slot CERT_KEY, after DPP_KEY)
+      if (batch.settings.key_mode == "on-device") {
+        entries.push_back({fx::ItemId::cert_key, ByteView(w.cert_spki)});
+      } else {
+        co_await f.client->put(fx::ItemId::cert_key, w.cert_private_der.bytes());
+        entries.push_back({fx::ItemId::cert_key, ByteView(w.cert_private_der.bytes())});
+      }
+    }
     for (const auto& [id, bytes] : w.items) {
       co_await f.client->put(id, bytes);
       entries.push_back({id, ByteView(bytes)});
     }
     const auto digest = fx::items_digest(entries);
     co_await f.client->commit(digest);
-    w.private_der = SecretBytes();  // wiped: the key now lives only in the device
+    w.private_der = SecretBytes();  // wiped: the keys now live only in the device
+    w.cert_private_der = SecretBytes();
     nlohmann::json details;
     details["digest"] = hex_of(ByteView(digest.data(), digest.size()));
     // Queued, not waited for: the read-back and the challenge change nothing on the device,
@@ -659,7 +704,9 @@ struct ProvisioningLine::Impl {
     }
     if (co_await f.client->get(fx::ItemId::dpp_public_key) != w.spki)
       throw Error(Errc::tampered, f.client->where() + ": the device holds a different DPP key than its record");
-    co_await f.client->prove_possession(w.spki);
+    if (!w.cert_spki.empty() && co_await f.client->get(fx::ItemId::cert_public_key) != w.cert_spki)
+      throw Error(Errc::tampered, f.client->where() + ": the device holds a different certificate key than certified");
+    co_await f.client->prove_possession(w.spki, w.cert_spki);
   }
 
   asio::awaitable<void> step_verify(Fixture& f, Work& w) {
@@ -920,9 +967,10 @@ struct ProvisioningLine::Impl {
       if (w.identity && (w.state == "written" || w.state == "verified" || w.state == "locked" || w.state == "failed")) {
         bool holds = false;
         try {
+          const Bytes cert_spki = separate_cert_key(*w.identity);
           if (co_await f.client->get(fx::ItemId::device_cert) == w.identity->cert_der &&
               co_await f.client->get(fx::ItemId::dpp_public_key) == w.identity->public_key) {
-            co_await f.client->prove_possession(w.identity->public_key);
+            co_await f.client->prove_possession(w.identity->public_key, cert_spki);
             holds = true;
           }
         } catch (const Error& e) {
@@ -970,6 +1018,7 @@ struct ProvisioningLine::Impl {
     }
     if (failure) {
       w.private_der = SecretBytes();
+      w.cert_private_der = SecretBytes();
       finish_new();
       co_await fail_device(f, w, failed_at, *failure);
       co_return false;
