@@ -240,6 +240,61 @@ TEST(StationIssue, ExtensionsAreExactlyTheProfiles) {
   ASSERT_EQ(d.exit_code, 0) << d.err;
 }
 
+// certified_key = 'separate': --pubkey is the certificate key, --dpp-pubkey the DPP key the
+// certificate binds by its hash (over the compressed SPKI, as the DPP URI carries it).
+TEST(StationIssue, ASeparateKeyProfileCertifiesPubkeyAndBindsTheDppPubkey) {
+  StationDir st;
+  const auto conf = st.config_with(
+      "[profiles.device]",
+      "[profiles.split]\ncertified_key = 'separate'\nkey_usage = ['digitalSignature']\n\n[profiles.device]");
+  const auto cert_key = st.make_pubkey("prime256v1", "c");
+  const auto dpp_key = st.make_pubkey("prime256v1", "d");
+  auto issue = [&](const std::vector<std::string>& extra) {
+    std::vector<std::string> argv = {station_bin(), "issue", "--config", conf.string(), "--pubkey",
+                                     cert_key.string(), "--serial", "SPLIT-1"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return run(argv);
+  };
+  auto r = issue({"--profile", "split"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("give the device's DPP public key too (--dpp-pubkey FILE)"), std::string::npos) << r.err;
+  r = issue({"--dpp-pubkey", dpp_key.string()});  // the default profile certifies the DPP key
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("certified_key = 'separate'"), std::string::npos) << r.err;
+  r = issue({"--profile", "split", "--dpp-pubkey", cert_key.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("the same key"), std::string::npos) << r.err;
+  EXPECT_EQ(st.count_devices("SPLIT-1"), 0);
+
+  r = issue({"--profile", "split", "--dpp-pubkey", dpp_key.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  write_file(st.file("c.pem"), r.out);
+  const auto pkhash = run({"sh", "-c", "openssl ec -pubin -in " + dpp_key.string() +
+                                           " -pubout -outform DER -conv_form compressed 2>/dev/null | sha256sum"});
+  ASSERT_EQ(pkhash.exit_code, 0);
+  const std::string hash = pkhash.out.substr(0, 64);
+  const auto san = run({"openssl", "x509", "-in", st.file("c.pem").string(), "-noout", "-ext", "subjectAltName"});
+  EXPECT_NE(san.out.find("URI:urn:dpp:pkhash:" + hash), std::string::npos) << san.out << san.err;
+  const auto certified = run({"sh", "-c", "openssl x509 -in " + st.file("c.pem").string() +
+                                              " -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum"});
+  const auto given = run({"sh", "-c", "openssl pkey -pubin -in " + cert_key.string() + " -outform DER | sha256sum"});
+  EXPECT_EQ(certified.out, given.out);
+  // The record names the DPP key (what auditors look devices up by) and the journal both.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((st.data() / "station.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  sqlite3_prepare_v2(db,
+                     "SELECT i.pkhash, json_extract(j.details, '$.pkhash'), json_extract(j.details, '$.cert_pkhash') "
+                     "FROM identities i, journal j WHERE j.action = 'device.issued' AND j.subject = 'device:SPLIT-1'",
+                     -1, &q, nullptr);
+  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 0))), hash);
+  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 1))), hash);
+  EXPECT_EQ(sqlite3_column_bytes(q, 2), 64);
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+}
+
 TEST(StationIssue, ASerialIsNeverIssuedTwice) {
   StationDir st;
   const auto pub = st.make_pubkey("prime256v1", "a");

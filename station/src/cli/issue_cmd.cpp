@@ -1,4 +1,4 @@
-// station issue --data DIR --pubkey FILE.pem --serial SN [--profile NAME]
+// station issue --data DIR --pubkey FILE.pem --serial SN [--profile NAME] [--dpp-pubkey FILE.pem]
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -17,15 +17,21 @@ struct IssueOptions {
   std::filesystem::path pubkey;
   std::string serial;
   std::string profile;
+  std::optional<std::filesystem::path> dpp_pubkey;
 };
 
-void issue(const IssueOptions& o) {
-  std::ifstream in(o.pubkey, std::ios::binary);
-  if (!in) throw Error(Errc::not_found, "cannot read public key file " + o.pubkey.string());
+Bytes read_public_key(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(Errc::not_found, "cannot read public key file " + path.string());
   std::ostringstream text;
   text << in.rdbuf();
+  return pki::public_key_from_pem_or_der(text.str());
+}
+
+void issue(const IssueOptions& o) {
   core::IssueRequest req;
-  req.subject_spki = pki::public_key_from_pem_or_der(text.str());
+  req.subject_spki = read_public_key(o.pubkey);
+  if (o.dpp_pubkey) req.dpp_spki = read_public_key(*o.dpp_pubkey);
   req.device_serial = o.serial;
   req.profile = o.profile;
   core::Station station(o.data, o.config);
@@ -46,6 +52,9 @@ void register_issue(CLI::App& app, Context& /*ctx*/) {
   cmd->add_option("--pubkey", o->pubkey, "Device public key: PEM (PUBLIC KEY) or DER SubjectPublicKeyInfo")->required();
   cmd->add_option("--serial", o->serial, "Device serial number")->required();
   cmd->add_option("--profile", o->profile, "Certificate profile (default: issue.default_profile)");
+  cmd->add_option("--dpp-pubkey", o->dpp_pubkey,
+                  "With a profile of certified_key = 'separate': the device's DPP public key, which the certificate "
+                  "binds by its hash (--pubkey is then the device's certificate key)");
   cmd->callback([o] { issue(*o); });
 }
 

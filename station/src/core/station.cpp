@@ -17,6 +17,7 @@
 #include "core/ca_lifecycle.hpp"
 #include "core/pipeline.hpp"
 #include "db/highwater.hpp"
+#include "pki/dpp_key.hpp"
 
 namespace station::core {
 namespace {
@@ -374,6 +375,23 @@ db::Journal& Station::journal() {
 IssueResult issue_device_certificate(Station& station, const IssueRequest& req) {
   auto& records = station.records();
   const auto& profile = station.config().profile(req.profile.empty() ? station.config().default_profile : req.profile);
+  if (profile.separate_key() && req.dpp_spki.empty())
+    throw Error(Errc::invalid_argument,
+                fmt::format("profile '{}' certifies a separate key: give the device's DPP public key too (--dpp-pubkey "
+                            "FILE); --pubkey is then its certificate key",
+                            profile.name));
+  if (!profile.separate_key() && !req.dpp_spki.empty())
+    throw Error(Errc::invalid_argument,
+                fmt::format("profile '{}' certifies the DPP key itself (--pubkey); a DPP key apart from it needs a "
+                            "profile with certified_key = 'separate'",
+                            profile.name));
+  // The DPP key as its URI carries it (compressed point): the hash a DPP peer computes.
+  const Bytes dpp_spki =
+      profile.separate_key() ? pki::dpp::PublicKey::from_spki_der(req.dpp_spki).spki_der() : req.subject_spki;
+  if (profile.separate_key() &&
+      pki::dpp::PublicKey::from_spki_der(dpp_spki) == pki::dpp::PublicKey::from_spki_der(req.subject_spki))
+    throw Error(Errc::invalid_argument, "the certificate key and the DPP key are the same key; a separate profile "
+                                        "needs two key pairs");
   if (records.device_by_serial(req.device_serial)) {
     throw Error(Errc::constraint_violation,
                 fmt::format("device serial {} already has an identity; a serial is never issued twice "
@@ -390,7 +408,8 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
     RecordsLedger ledger(records);
     pki::CertificateIssuer issuer(station.hsm(), pki::CaSigner{issuing.der, issuing.key_id}, profile, &ledger);
     IssueResult result;
-    result.certificate = issuer.issue(req.subject_spki, req.device_serial);
+    result.certificate = issuer.issue(req.subject_spki, req.device_serial,
+                                      profile.separate_key() ? sha256_hex(dpp_spki) : std::string());
 
     db::DeviceRecord device;
     device.serial = req.device_serial;
@@ -401,8 +420,8 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
     identity.cert_der = result.certificate.der;
     identity.issuer_key_id = result.certificate.issuer_key_id;
     identity.profile = profile.name;
-    identity.public_key = req.subject_spki;
-    identity.pkhash = sha256_hex(req.subject_spki);
+    identity.public_key = dpp_spki;
+    identity.pkhash = sha256_hex(dpp_spki);
     identity.dpp_uri = req.dpp_uri;
     identity.key_mode = req.key_mode;
     identity.status = "active";
@@ -413,7 +432,10 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
           {identity.op, "device.issued", "device:" + req.device_serial,
            {{"serial", req.device_serial}, {"cert_serial", identity.cert_serial}, {"cert_sha256", identity.cert_sha256},
             {"issuer", identity.issuer_key_id}, {"profile", identity.profile}, {"pkhash", identity.pkhash},
-            {"key_mode", identity.key_mode}}},
+            {"key_mode", identity.key_mode},
+            {"cert_pkhash", profile.separate_key() ? nlohmann::json(sha256_hex(pki::dpp::PublicKey::from_spki_der(
+                                                                   req.subject_spki).spki_der()))
+                                                   : nlohmann::json()}}},
           [&](db::Connection& conn) {
             const auto now_issuer = db::issuing_ca_at(conn, db::now_rfc3339());
             if (!now_issuer || now_issuer->key_id != issuing.key_id) {

@@ -130,7 +130,10 @@ class Station {
 };
 
 struct IssueRequest {
-  Bytes subject_spki;             // the device public key, DER SPKI as given
+  Bytes subject_spki;             // the device public key the certificate certifies, DER SPKI as given
+  // A profile with certified_key = 'separate': the device's DPP key, which the certificate
+  // binds by its hash (subject_spki is then the device's certificate key). Empty otherwise.
+  Bytes dpp_spki;
   std::string device_serial;
   std::string profile;            // empty: the config's default profile
   std::string key_mode = "external";
