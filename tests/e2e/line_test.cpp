@@ -19,6 +19,7 @@
 #include <set>
 
 #include "db/sqlite.hpp"
+#include "pki/dpp_key.hpp"
 #include "pki/x509.hpp"
 #include "label_fixtures.hpp"
 #include "line_checks.hpp"
@@ -340,6 +341,17 @@ TEST(LineServe, RunsTheConfiguredFixturesWithAPoolOfMacsAndStopsInOrderOnSigterm
 // ---------------------------------------------------------------------------------------
 // Certificate profiles
 
+// `station init` on DATA, its default certificate profile then set to certify a separate key.
+void init_separate_key_station(const fs::path& data) {
+  ASSERT_EQ(run({station_bin(), "init", "--data", data.string()}).exit_code, 0);
+  auto conf = read_file(data / "station.conf");
+  const std::string dpp = "certified_key = 'dpp'";
+  const auto at = conf.find(dpp);
+  ASSERT_NE(at, std::string::npos) << conf;
+  conf.replace(at, dpp.size(), "certified_key = 'separate'");
+  write_file(data / "station.conf", conf);
+}
+
 // certified_key = 'separate': every device gets a second key pair (injected, or generated on
 // the device) that its certificate certifies, bound to its DPP key by that key's hash, and
 // proves both; a device without a certificate key slot is refused before anything is issued.
@@ -348,13 +360,8 @@ TEST(LineProfiles, ASeparateKeyProfileCertifiesASecondDeviceKeyBoundToItsDppKey)
     SCOPED_TRACE(mode);
     TempDir dir("line-separate");
     const auto data = dir / "data";
-    ASSERT_EQ(run({station_bin(), "init", "--data", data.string()}).exit_code, 0);
-    auto conf = read_file(data / "station.conf");
-    const std::string dpp = "certified_key = 'dpp'";
-    const auto at = conf.find(dpp);
-    ASSERT_NE(at, std::string::npos) << conf;
-    conf.replace(at, dpp.size(), "certified_key = 'separate'");
-    write_file(data / "station.conf", conf);
+    init_separate_key_station(data);
+    if (HasFatalFailure()) return;
 
     const auto r = run_demo(data, {"--devices", "6", "--fixtures", "2", "--key-mode", mode, "--no-png", "--sim-fault",
                                    "2:--no-cert-key"});
@@ -396,6 +403,14 @@ TEST(LineProfiles, ASeparateKeyProfileCertifiesASecondDeviceKeyBoundToItsDppKey)
       const auto verify = run({"openssl", "verify", "-CAfile", (dir / "root.pem").string(), "-untrusted",
                                (dir / "issuing.pem").string(), (dir / "device.pem").string()});
       EXPECT_EQ(verify.exit_code, 0) << verify.out << verify.err;
+      // certtool, independently: reads the binding and trusts the chain.
+      const auto info = run({"certtool", "-i", "--infile", (dir / "device.pem").string()});
+      EXPECT_NE(info.out.find("urn:dpp:pkhash:" + st.text(3)), std::string::npos) << info.out << info.err;
+      write_file(dir / "chain.pem", read_file(dir / "device.pem") + read_file(dir / "issuing.pem"));
+      const auto trusted = run({"certtool", "--verify", "--load-ca-certificate", (dir / "root.pem").string(),
+                                "--infile", (dir / "chain.pem").string()});
+      EXPECT_NE(trusted.out.find("Chain verification output: Verified."), std::string::npos)
+          << trusted.out << trusted.err;
       secrets.push_back(private_scalar(flash.items.at(fixtures::ItemId::cert_key)));
       ASSERT_EQ(secrets.back().size(), 32U);
     }
@@ -413,6 +428,59 @@ TEST(LineProfiles, ASeparateKeyProfileCertifiesASecondDeviceKeyBoundToItsDppKey)
         EXPECT_FALSE(contains(content, secret)) << "a certificate private key is in " << name;
         EXPECT_EQ(content.find(hex_encode(secret)), std::string::npos) << "a certificate private key (hex) is in " << name;
       }
+  }
+}
+
+// A device that comes back after a crash with a separate-key identity proves both keys: it
+// keeps that identity (nothing voided, nothing issued again); one that returns with another
+// certificate key (its DPP key and certificate unchanged) loses the identity and gets a new one.
+TEST(LineProfiles, ADeviceResumedAfterACrashMustProveItsSeparateCertificateKey) {
+  for (const bool swapped : {false, true}) {
+    SCOPED_TRACE(swapped ? "certificate key swapped" : "as written");
+    TempDir dir("line-separate-crash");
+    const auto data = dir / "data";
+    init_separate_key_station(data);
+    if (HasFatalFailure()) return;
+    const std::vector<std::string> args = {"--devices", "4", "--fixtures", "1", "--no-png"};
+    const auto crashed = run_demo(data, args, {{"STATION_CRASH_AFTER", "written:2"}});
+    ASSERT_EQ(crashed.result.exit_code, 128 + 9) << crashed.result.out << crashed.result.err;
+    std::string chip;
+    {
+      db::Connection c(data / "station.db", true);
+      auto st = c.prepare("SELECT chip_id FROM devices WHERE state = 'written'");
+      ASSERT_TRUE(st.step()) << "no device was left written";
+      chip = st.text(0);
+    }
+    if (swapped) {
+      bool found = false;
+      for (const auto& e : fs::recursive_directory_iterator(data / "sim")) {
+        if (e.path().extension() != ".flash") continue;
+        auto flash = fixtures::sim::Flash::open(e.path());
+        if (hex_encode(flash.image().chip_id) != chip) continue;
+        auto image = flash.image();
+        ASSERT_EQ(image.items.count(fixtures::ItemId::cert_key), 1U);
+        image.items[fixtures::ItemId::cert_key] = pki::dpp::KeyPair::generate().ec_private_key_der().bytes();
+        flash.write(std::move(image));
+        found = true;
+      }
+      ASSERT_TRUE(found) << "no simulator holds chip " << chip;
+    }
+    const auto resumed = run_demo(data, args);
+    ASSERT_EQ(resumed.result.exit_code, 0) << resumed.result.out << resumed.result.err;
+    EXPECT_EQ(resumed.summary["devices_done"], 4) << resumed.summary.dump();
+    const auto facts = check_line(data, /*locked=*/true);  // every done device holds its certified key
+    EXPECT_EQ(facts.done, 4);
+    EXPECT_EQ(facts.separate_key, 4);
+    db::Connection c(data / "station.db", true);
+    auto st = c.prepare(
+        "SELECT (SELECT count(*) FROM identities), (SELECT count(*) FROM identities WHERE status <> 'active'), "
+        "(SELECT count(*) FROM journal WHERE action = 'device.verified' AND json_extract(details, '$.resumed') = 1), "
+        "(SELECT count(*) FROM revocations WHERE reason = 'superseded')");
+    ASSERT_TRUE(st.step());
+    EXPECT_EQ(st.int64(0), swapped ? 5 : 4);
+    EXPECT_EQ(st.int64(1), swapped ? 1 : 0);
+    EXPECT_EQ(st.int64(2), swapped ? 0 : 1);
+    EXPECT_EQ(st.int64(3), swapped ? 1 : 0);
   }
 }
 
