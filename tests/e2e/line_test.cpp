@@ -383,7 +383,9 @@ TEST(LineProfiles, ASeparateKeyProfileCertifiesASecondDeviceKeyBoundToItsDppKey)
     const auto devices = simulated_devices(data);
     write_file(dir / "root.pem", root_pem(data));
     auto st = c.prepare(
-        "SELECT d.chip_id, json_extract(j.details, '$.cert_pkhash'), i.cert_der, i.pkhash FROM journal j "
+        "SELECT d.chip_id, json_extract(j.details, '$.cert_pkhash'), i.cert_der, i.pkhash, "
+        "(SELECT json_extract(k.details, '$.cert_pkhash') FROM journal k WHERE k.action = 'device.keyed' AND "
+        "k.seq = j.seq - 1 AND k.subject = j.subject) FROM journal j "
         "JOIN devices d ON j.subject = 'device:' || d.serial JOIN identities i ON i.device_id = d.id "
         "WHERE j.action = 'device.issued'");
     int issued = 0;
@@ -392,6 +394,7 @@ TEST(LineProfiles, ASeparateKeyProfileCertifiesASecondDeviceKeyBoundToItsDppKey)
       ++issued;
       const auto flash = devices.at(st.text(0));
       EXPECT_EQ(st.text(1), sha256_hex(fixtures::sim::image_public_key(flash, fixtures::ItemId::cert_key)));
+      EXPECT_EQ(st.text(4), st.text(1)) << "device.keyed names another certificate key";
       const Bytes cert = st.blob(2);
       write_file(dir / "device.pem", pki::to_pem(cert));
       const Bytes& chain = flash.items.at(fixtures::ItemId::ca_chain);  // DER certificates, issuing CA first

@@ -550,7 +550,7 @@ struct ProvisioningLine::Impl {
     details["fixture"] = f.config.number;
     details["pkhash"] = sha256_hex(w.spki);
     details["key_mode"] = on_device ? "on-device" : "injected";
-    if (separate) details["cert_pkhash"] = sha256_hex(w.cert_spki);
+    details["cert_pkhash"] = separate ? nlohmann::json(sha256_hex(w.cert_spki)) : nlohmann::json(nullptr);
     w.keyed = std::move(details);
   }
 
