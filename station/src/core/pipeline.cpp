@@ -606,7 +606,7 @@ struct ProvisioningLine::Impl {
                {{"serial", w.device.serial}, {"fixture", f.config.number}, {"cert_serial", cert.serial},
                 {"cert_sha256", cert.sha256}, {"issuer", cert.issuer_key_id}, {"pkhash", identity.pkhash},
                 {"dpp_uri", uri}, {"key_mode", identity.key_mode},
-                {"cert_pkhash", w.cert_spki.empty() ? nlohmann::json(nullptr) : nlohmann::json(sha256_hex(w.cert_spki))}}},
+                {"cert_pkhash", w.keyed->at("cert_pkhash")}}},
               [&](db::Connection& c) {
                 // An issuer rotated meanwhile: this certificate is discarded, never released.
                 const auto now_issuer = db::issuing_ca_at(c, db::now_rfc3339());

@@ -385,13 +385,19 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
                 fmt::format("profile '{}' certifies the DPP key itself (--pubkey); a DPP key apart from it needs a "
                             "profile with certified_key = 'separate'",
                             profile.name));
-  // The DPP key as its URI carries it (compressed point): the hash a DPP peer computes.
-  const Bytes dpp_spki =
-      profile.separate_key() ? pki::dpp::PublicKey::from_spki_der(req.dpp_spki).spki_der() : req.subject_spki;
-  if (profile.separate_key() &&
-      pki::dpp::PublicKey::from_spki_der(dpp_spki) == pki::dpp::PublicKey::from_spki_der(req.subject_spki))
-    throw Error(Errc::invalid_argument, "the certificate key and the DPP key are the same key; a separate profile "
-                                        "needs two key pairs");
+  // A separate profile: the DPP key as its URI carries it (compressed point: the hash a DPP
+  // peer computes), and the certified key's hash as the journal names it.
+  Bytes dpp_spki = req.subject_spki;
+  nlohmann::json cert_pkhash;  // null when the certificate certifies the DPP key
+  if (profile.separate_key()) {
+    const auto dpp = pki::dpp::PublicKey::from_spki_der(req.dpp_spki);
+    const auto certified = pki::dpp::PublicKey::from_spki_der(req.subject_spki);
+    if (dpp == certified)
+      throw Error(Errc::invalid_argument, "the certificate key and the DPP key are the same key; a separate profile "
+                                          "needs two key pairs");
+    dpp_spki = dpp.spki_der();
+    cert_pkhash = sha256_hex(certified.spki_der());
+  }
   if (records.device_by_serial(req.device_serial)) {
     throw Error(Errc::constraint_violation,
                 fmt::format("device serial {} already has an identity; a serial is never issued twice "
@@ -433,9 +439,7 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
            {{"serial", req.device_serial}, {"cert_serial", identity.cert_serial}, {"cert_sha256", identity.cert_sha256},
             {"issuer", identity.issuer_key_id}, {"profile", identity.profile}, {"pkhash", identity.pkhash},
             {"key_mode", identity.key_mode},
-            {"cert_pkhash", profile.separate_key() ? nlohmann::json(sha256_hex(pki::dpp::PublicKey::from_spki_der(
-                                                                   req.subject_spki).spki_der()))
-                                                   : nlohmann::json()}}},
+            {"cert_pkhash", cert_pkhash}}},
           [&](db::Connection& conn) {
             const auto now_issuer = db::issuing_ca_at(conn, db::now_rfc3339());
             if (!now_issuer || now_issuer->key_id != issuing.key_id) {
