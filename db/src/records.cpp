@@ -196,6 +196,14 @@ void require_device_state(Connection& c, std::int64_t device_id, const std::stri
                                         device_id, now, state));
 }
 
+RowRef set_device_batch(Connection& c, std::int64_t device_id, std::int64_t batch_id) {
+  auto st = c.prepare("UPDATE devices SET batch_id = ?, state = 'reserved', reason = NULL, updated = ? WHERE id = ?");
+  st.bind(1, batch_id).bind(2, now_rfc3339()).bind(3, device_id);
+  st.run();
+  if (::sqlite3_changes(c.raw()) != 1) throw Error(Errc::not_found, "no device with id " + std::to_string(device_id));
+  return {"devices", device_id};
+}
+
 RowRef insert_label(Connection& c, std::int64_t device_id, const std::string& printer, const std::string& result) {
   auto st = c.prepare("INSERT INTO labels(device_id, printer, result, time) VALUES(?,?,?,?)");
   st.bind(1, device_id).bind(2, printer).bind(3, result).bind(4, now_rfc3339());

@@ -42,6 +42,7 @@ int main(int argc, char** argv) {
   station::cli::register_label(app, ctx);
   station::cli::register_fixture(app, ctx);
   station::cli::register_user(app, ctx);
+  station::cli::register_device(app, ctx);
   station::cli::register_line(app, ctx);
   try {
     app.parse(argc, argv);

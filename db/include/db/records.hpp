@@ -160,6 +160,9 @@ RowRef set_device_state(Connection& c, std::int64_t device_id, const std::string
                         const std::optional<std::string>& reason = std::nullopt,
                         const std::optional<std::string>& fixture = std::nullopt);
 RowRef insert_label(Connection& c, std::int64_t device_id, const std::string& printer, const std::string& result);
+// Re-provisioning (an officer's decision): the device is provisioned again in `batch_id`,
+// keeping its serial, chip id and MAC; its state becomes `reserved`.
+RowRef set_device_batch(Connection& c, std::int64_t device_id, std::int64_t batch_id);
 // For a unit that depends on an earlier one it did not wait for: throws Errc::db_error naming
 // both states unless the device's record is in `state` (the earlier unit did not land).
 void require_device_state(Connection& c, std::int64_t device_id, const std::string& state);

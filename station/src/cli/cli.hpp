@@ -36,6 +36,7 @@ void register_dpp(CLI::App& app, Context& ctx);     // station dpp parse|gen
 void register_fixture(CLI::App& app, Context& ctx); // station fixture probe
 void register_label(CLI::App& app, Context& ctx);   // station label render|print
 void register_user(CLI::App& app, Context& ctx);    // station user add
+void register_device(CLI::App& app, Context& ctx);  // station device reprovision
 void register_line(CLI::App& app, Context& ctx);    // station demo, station serve
 
 // Who acts: the token's user (--token-file FILE or STATION_TOKEN) when one is given, who

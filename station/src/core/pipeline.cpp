@@ -920,7 +920,9 @@ struct ProvisioningLine::Impl {
           f.view.serial = w.device.serial;
         }
         set_status(f, "done", "done", fmt::format("already provisioned as {}", w.device.serial),
-                   "remove the device (re-provisioning needs a security officer)");
+                   fmt::format("remove the device; for a new identity a security officer runs: station device "
+                               "reprovision --serial {} --reason TEXT",
+                               w.device.serial));
         co_await bye_quietly(f);
         co_return true;
       }
