@@ -42,6 +42,7 @@ void one_request(std::string_view in) {
     case http::RouteId::events: (void)http::parse_last_event_id(last_event_id); break;
     case http::RouteId::batches_open: (void)http::parse_open_batch(body); break;
     case http::RouteId::users_add: (void)http::parse_add_user(body); break;
+    case http::RouteId::device_reprovision: (void)http::parse_reprovision(body); break;
     case http::RouteId::batch_pause:
     case http::RouteId::batch_resume:
     case http::RouteId::batch_close:

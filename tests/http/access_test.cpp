@@ -29,6 +29,7 @@ class Access : public HttpTest {
       if (pos != std::string::npos) target.replace(pos, param.size() + 2, value);
     };
     const std::string batch = "ACC-" + tag;
+    std::string serial = "DEV-1";
     switch (r.id) {
       case http::RouteId::batch_pause:
       case http::RouteId::batch_close:
@@ -46,12 +47,20 @@ class Access : public HttpTest {
       case http::RouteId::users_add:
         body = {{"name", "user-" + tag}, {"role", "auditor"}};
         break;
+      case http::RouteId::device_reprovision: {
+        // Each attempt its own done device: one that was re-provisioned is not done any more.
+        const std::string tail = std::to_string(1000 + std::stoi(tag));
+        serial = "RP-" + tag;
+        add_device(serial, "02a0b1" + std::string(6 - tail.size(), '0') + tail, "done", "ACC-DEVICES");
+        body = {{"reason", "access test"}};
+        break;
+      }
       default:
         break;
     }
     if (r.method == http::Method::post && body.is_null()) body = nlohmann::json::object();
     fill("name", batch);
-    fill("serial", "DEV-1");
+    fill("serial", serial);
     return {target, body};
   }
 

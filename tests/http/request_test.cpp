@@ -128,6 +128,23 @@ TEST(Bodies, EmptyBodiesAndUsers) {
   EXPECT_EQ(api_error([] { parse_add_user(R"({"name": "n", "role": "root"})"); }).status, 400);
 }
 
+TEST(Bodies, ReprovisionNeedsAReasonAndTakesOnlyItsFields) {
+  const auto minimal = parse_reprovision(R"({"reason": "RMA 7"})");
+  EXPECT_EQ(minimal.reason, "RMA 7");
+  EXPECT_FALSE(minimal.batch);
+  EXPECT_FALSE(minimal.revoke_reason);
+  EXPECT_FALSE(minimal.erased);
+  const auto full =
+      parse_reprovision(R"({"reason": "RMA 8", "batch": "REWORK", "revoke_reason": "keyCompromise", "erased": true})");
+  EXPECT_EQ(full.batch.value_or(""), "REWORK");
+  EXPECT_EQ(full.revoke_reason.value_or(""), "keyCompromise");
+  EXPECT_TRUE(full.erased);
+  for (const std::string bad : {R"({})", R"({"reason": ""})", R"({"reason": 7})", R"({"reason": "x", "erased": "yes"})",
+                                R"({"reason": "x", "batch": "a/b"})", R"({"reason": "x", "officer": "bob"})", "[]", "{"})
+    EXPECT_EQ(api_error([&] { parse_reprovision(bad); }).status, 400) << bad;
+  EXPECT_NE(api_error([] { parse_reprovision(R"({"reason": ""})"); }).message.find("why"), std::string::npos);
+}
+
 TEST(Errors, StationErrorsMapToStatusInOnePlace) {
   struct Case {
     Errc code;

@@ -212,6 +212,36 @@ TEST_F(HttpTest, ReprintPrintsTheLabelAgainAndJournalsTheUser) {
   EXPECT_EQ(post("/api/devices/NOPE/reprint", json::object(), "operator").status, 404);
 }
 
+// An officer sends a done device back to the line: its certificate is revoked, it is
+// `reserved` again, the page hears of it; a device that is not done is refused with why.
+TEST_F(HttpTest, AnOfficerReprovisionsADoneDevice) {
+  open_batch("WO-R");
+  add_device("R-1", "02a0b1000031", "done", "WO-R");
+  start_server();
+  const auto sub = bus_.subscribe();
+  const auto res = post("/api/devices/R-1/reprovision", {{"reason", "RMA 12: returned"}}, "officer");
+  ASSERT_EQ(res.status, 200) << res.body;
+  const auto j = res.json();
+  EXPECT_EQ(j["serial"], "R-1");
+  EXPECT_EQ(j["state"], "reserved");
+  EXPECT_EQ(j["batch"], "WO-R");
+  ASSERT_EQ(j["revoked"].size(), 1U) << res.body;
+  EXPECT_EQ(count_actions("device.reprovisioned"), 1);
+  EXPECT_EQ(count_actions("device.revoked"), 1);
+  std::vector<core::Event> events;
+  sub->take(events);
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(events.back().data["event"], "reprovisioned");
+  EXPECT_EQ(events.back().data["serial"], "R-1");
+  EXPECT_EQ(get("/api/devices?serial=R-1", "auditor").json()[0]["state"], "reserved");
+  // Again: it is not done any more, so there is nothing for an officer to decide.
+  const auto again = post("/api/devices/R-1/reprovision", {{"reason", "twice"}}, "officer");
+  EXPECT_EQ(again.status, 400) << again.body;
+  EXPECT_NE(again.json()["error"].get<std::string>().find("not done"), std::string::npos) << again.body;
+  EXPECT_EQ(post("/api/devices/NOPE/reprovision", {{"reason", "x"}}, "officer").status, 404);
+  EXPECT_EQ(count_actions("device.reprovisioned"), 1);
+}
+
 TEST_F(HttpTest, LabelPreviewIsAPng) {
   open_batch("WO-P");
   add_device("P-1", "02a0b1000021", "done", "WO-P");

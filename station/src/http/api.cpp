@@ -13,6 +13,7 @@
 #include "common/bytes.hpp"
 #include "common/secure.hpp"
 #include "core/batches.hpp"
+#include "core/reprovision.hpp"
 #include "db/audit.hpp"
 #include "db/records.hpp"
 #include "http/labels.hpp"
@@ -224,6 +225,10 @@ Reply Api::route(const Match& m, const ApiRequest& req, const core::Actor& actor
       parse_empty_body(req.body);
       check_name("the serial", m.params.at("serial"));
       return reprint(m.params.at("serial"), actor);
+    case RouteId::device_reprovision:
+      no_query();
+      check_name("the serial", m.params.at("serial"));
+      return reprovision(m.params.at("serial"), req, actor);
     case RouteId::journal:
       return journal(req);
     case RouteId::events: {
@@ -427,6 +432,21 @@ Reply Api::label_png(const std::string& serial) {
   r.body = render_label_png(ctx_.station, serial);
   r.headers.emplace_back("Cache-Control", "private, max-age=60");
   return r;
+}
+
+Reply Api::reprovision(const std::string& serial, const ApiRequest& req, const core::Actor& actor) {
+  const ReprovisionBody body = parse_reprovision(req.body);
+  core::ReprovisionRequest r;
+  r.serial = serial;
+  r.why = body.reason;
+  r.batch = body.batch;
+  if (body.revoke_reason) r.revoke_reason = *body.revoke_reason;
+  r.erased = body.erased;
+  std::lock_guard lock(ctx_.station.mutex());
+  json j = core::to_json(core::reprovision_device(ctx_.station, actor, r));
+  ctx_.bus.publish("device", {{"event", "reprovisioned"}, {"serial", serial}, {"state", "reserved"},
+                              {"batch", j["batch"]}});
+  return json_reply(200, j);
 }
 
 Reply Api::reprint(const std::string& serial, const core::Actor& actor) {

@@ -69,6 +69,7 @@ class Api {
   Reply add_user(const ApiRequest& request, const core::Actor& actor);
   Reply label_png(const std::string& serial);
   Reply reprint(const std::string& serial, const core::Actor& actor);
+  Reply reprovision(const std::string& serial, const ApiRequest& req, const core::Actor& actor);
   static nlohmann::json label_status(db::Records& records, std::int64_t device_id);
 
   Context ctx_;

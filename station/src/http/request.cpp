@@ -186,6 +186,8 @@ const std::vector<Route>& routes() {
       {Method::get, "/api/devices/{serial}", kAnyRole, "device.show", RouteId::device},
       {Method::get, "/api/devices/{serial}/label.png", kAnyRole, "label.preview", RouteId::device_label_png},
       {Method::post, "/api/devices/{serial}/reprint", kRunsLine, "label.reprint", RouteId::device_reprint, true},
+      {Method::post, "/api/devices/{serial}/reprovision", kOfficer, "device.reprovision", RouteId::device_reprovision,
+       true},
       {Method::get, "/api/journal", kReadsRecords, "journal.read", RouteId::journal},
       {Method::get, "/api/events", kAnyRole, "events.stream", RouteId::events},
       {Method::post, "/api/users", kOfficer, "user.add", RouteId::users_add, true},
@@ -397,6 +399,24 @@ AddUserBody parse_add_user(std::string_view body) {
   AddUserBody out{j.at("name").get<std::string>(), j.at("role").get<std::string>()};
   if (out.role != "operator" && out.role != "officer" && out.role != "auditor")
     throw bad_request("role must be operator, officer or auditor");
+  return out;
+}
+
+ReprovisionBody parse_reprovision(std::string_view body) {
+  const json j = parse_json_object(body);
+  check_members(j,
+                {{"reason", Kind::string}, {"batch", Kind::string}, {"revoke_reason", Kind::string},
+                 {"erased", Kind::boolean}},
+                {"reason"});
+  ReprovisionBody out;
+  out.reason = j.at("reason").get<std::string>();
+  if (out.reason.empty()) throw bad_request("\"reason\" must say why the device is re-provisioned (the journal keeps it)");
+  if (j.contains("batch")) {
+    out.batch = j.at("batch").get<std::string>();
+    check_name("\"batch\"", *out.batch);
+  }
+  if (j.contains("revoke_reason")) out.revoke_reason = j.at("revoke_reason").get<std::string>();
+  if (j.contains("erased")) out.erased = j.at("erased").get<bool>();
   return out;
 }
 

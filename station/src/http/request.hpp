@@ -38,6 +38,7 @@ enum class RouteId {
   device,           // GET /api/devices/{serial}
   device_label_png, // GET /api/devices/{serial}/label.png
   device_reprint,   // POST /api/devices/{serial}/reprint
+  device_reprovision, // POST /api/devices/{serial}/reprovision
   journal,          // GET /api/journal?since=&limit=
   events,           // GET /api/events (Server-Sent Events)
   users_add,        // POST /api/users
@@ -137,6 +138,14 @@ struct AddUserBody {
   std::string name, role;
 };
 AddUserBody parse_add_user(std::string_view body);
+// POST /api/devices/{serial}/reprovision: {"reason": non-empty string, "batch": string,
+// "revoke_reason": string, "erased": boolean}; only "reason" is required.
+struct ReprovisionBody {
+  std::string reason;
+  std::optional<std::string> batch, revoke_reason;
+  bool erased = false;
+};
+ReprovisionBody parse_reprovision(std::string_view body);
 
 // A batch, device or user name as it may appear in a path: 1 to 128 printable ASCII
 // characters without '/', or ApiError 400.
