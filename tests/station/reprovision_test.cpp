@@ -130,6 +130,12 @@ TEST(Reprovision, ADoneDeviceGetsANewIdentityUnderItsSerialAndItsOldCertificateI
   EXPECT_EQ(st.sql1("SELECT count(*) FROM journal WHERE action = 'device.issued' AND seq > (SELECT seq FROM journal "
                     "WHERE action = 'device.reprovisioned')"),
             "1");
+  // An auditor reads the device's whole story: both identities and who decided.
+  const auto story = run({station_bin(), "audit", "show", "--data", st.data().string(), serial});
+  ASSERT_EQ(story.exit_code, 0) << story.err;
+  EXPECT_NE(story.out.find("cert " + before[0].cert_serial + " (revoked)"), std::string::npos) << story.out;
+  EXPECT_NE(story.out.find("cert " + after[1].cert_serial + " (active)"), std::string::npos) << story.out;
+  EXPECT_NE(story.out.find("device.reprovisioned by alice"), std::string::npos) << story.out;
   // The flash holds the new certificate, not the old one.
   const std::string flash = read_file(st.file("chip.flash"));
   EXPECT_NE(flash.find(hex_encode(after[1].cert_der)), std::string::npos);
