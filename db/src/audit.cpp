@@ -258,6 +258,50 @@ bool chains_to(ByteView cert_der, ByteView root_der) {
 
 }  // namespace
 
+bool is_bundle(std::string_view text) {
+  const auto header = nlohmann::json::parse(text.substr(0, text.find('\n')), nullptr, false);
+  return header.is_object() && header.value("type", "") == "header" &&
+         header.value("format", "") == "station-audit-bundle-v1";
+}
+
+HighWater highwater_of_bundle(std::string_view text) {
+  HighWater marks;
+  bool header = false;
+  try {
+    std::size_t at = 0;
+    while (at < text.size()) {
+      const auto end = std::min(text.find('\n', at), text.size());
+      const auto line = text.substr(at, end - at);
+      at = end + 1;
+      if (line.empty()) continue;
+      const auto it = nlohmann::json::parse(line);
+      const auto type = it.value("type", "");
+      if (type == "header") {
+        header = true;
+        marks.station_id = it.at("station_id").get<std::string>();
+        marks.seq = it.at("last_seq").get<std::int64_t>();
+        marks.time = it.at("exported").get<std::string>();
+      } else if (type == "entry" && it.at("seq").get<std::int64_t>() == marks.seq) {
+        marks.hash = it.at("hash").get<std::string>();
+      } else if (type == "record" && it.at("tbl").get<std::string>() == "serial_counters") {
+        std::optional<std::string> prefix;
+        std::optional<std::int64_t> next;
+        for (const auto& col : it.at("columns")) {
+          const auto name = col.at(0).get<std::string>();
+          if (name == "prefix") prefix = col.at(1).get<std::string>();
+          if (name == "next") next = col.at(1).get<std::int64_t>();
+        }
+        if (!prefix || !next) throw Error(Errc::parse_error, "a serial_counters record without prefix and next");
+        marks.counters[*prefix] = std::max(marks.counters[*prefix], *next);
+      }
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(Errc::parse_error, std::string("the bundle is malformed: ") + e.what());
+  }
+  if (!header) throw Error(Errc::parse_error, "not an audit bundle: no station-audit-bundle-v1 header");
+  return marks;
+}
+
 VerifyReport verify_bundle(std::istream& in, ByteView trusted_root_der) {
   std::vector<std::string> lines;
   for (std::string line; std::getline(in, line);)

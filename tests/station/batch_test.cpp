@@ -223,5 +223,53 @@ TEST_F(Batches, ARestoredBackupRefusesToAllocateUntilCountersAreRaisedAboveTheMa
   EXPECT_NE(again.out.find("nothing to raise"), std::string::npos) << again.out;
 }
 
+// The disk that held the database and the marks beside it is lost: the backup comes back,
+// and the audit export made after it (kept elsewhere, e.g. with the auditors) carries the
+// counters. A bundle that was altered, or that another station exported, is refused.
+TEST_F(Batches, AnAuditExportMadeAfterTheBackupCarriesTheMarksWhenTheFileBesideTheDatabaseIsLost) {
+  const auto db = st_.data() / "station.db";
+  const auto backup = st_.data().parent_path() / "backup.db";
+  const auto bundle = st_.data().parent_path() / "export.jsonl";
+  {
+    core::Station station(st_.data(), std::nullopt);
+    const auto a = core::open_batch(station, "WO-E", settings("E-{seq:04}"), "tester");
+    reserve(station, a);
+    const auto r = run({station_bin(), "db", "backup", "--data", st_.data().string(), "--out", backup.string()});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    for (int k = 0; k < 4; ++k) reserve(station, a);  // E-0002 .. E-0005
+  }
+  const auto e = run({station_bin(), "audit", "export", "--data", st_.data().string(), "--out", bundle.string()});
+  ASSERT_EQ(e.exit_code, 0) << e.err;
+
+  std::filesystem::copy_file(backup, db, std::filesystem::copy_options::overwrite_existing);
+  for (const auto* tail : {"-wal", "-shm", "-highwater.json"}) std::filesystem::remove(db.string() + tail);
+  const auto none = run({station_bin(), "db", "resume-after-restore", "--data", st_.data().string()});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("--marks FILE"), std::string::npos) << none.err;
+
+  // An export whose counter was lowered after the fact is not trusted.
+  std::string text = read_file(bundle);
+  const std::string counter = R"(["prefix","E-{seq}"],["next",6])";
+  const auto at = text.find(counter);
+  ASSERT_NE(at, std::string::npos) << "the export carries no E-{seq} counter at 6";
+  const auto forged = st_.data().parent_path() / "forged.jsonl";
+  write_file(forged, text.replace(at, counter.size(), R"(["prefix","E-{seq}"],["next",3])"));
+  const auto f = run({station_bin(), "db", "resume-after-restore", "--data", st_.data().string(), "--marks",
+                      forged.string()});
+  EXPECT_EQ(f.exit_code, 1);
+  EXPECT_NE(f.err.find("does not verify"), std::string::npos) << f.err;
+
+  const auto r = run({station_bin(), "db", "resume-after-restore", "--data", st_.data().string(), "--marks",
+                      bundle.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("raised E-{seq}: 2 -> 6"), std::string::npos) << r.out;
+  core::Station station(st_.data(), std::nullopt);
+  EXPECT_EQ(reserve(station, *core::find_batch(station, "WO-E")), "E-0006");  // never E-0002..E-0005 again
+  auto q = station.records().connection().prepare(
+      "SELECT details FROM journal WHERE action = 'db.resumed_after_restore'");
+  ASSERT_TRUE(q.step());
+  EXPECT_EQ(nlohmann::json::parse(q.text(0))["marks_from"], "audit bundle");
+}
+
 }  // namespace
 }  // namespace station::test

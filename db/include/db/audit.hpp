@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "db/highwater.hpp"
 #include "db/journal.hpp"
 #include "db/sqlite.hpp"
 
@@ -50,5 +51,12 @@ std::int64_t write_bundle(Connection& c, CheckpointSigner& signer, const ExportF
 // Verifies a bundle offline against a trusted root certificate (DER). Errc::parse_error
 // for an unreadable bundle; a report with ok=false for a tampered one.
 VerifyReport verify_bundle(std::istream& in, ByteView trusted_root_der);
+
+// Whether `text` is an audit bundle (its first line is a station-audit-bundle-v1 header).
+bool is_bundle(std::string_view text);
+// The serial/MAC counters a bundle carries (its `serial_counters` record lines: the values
+// as of its last entry that touched each), as high-water marks taken at its last entry.
+// Verify the bundle first: this only reads it. Errc::parse_error when malformed.
+HighWater highwater_of_bundle(std::string_view text);
 
 }  // namespace station::db

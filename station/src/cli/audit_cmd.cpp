@@ -282,7 +282,9 @@ void register_db(CLI::App& app, Context& /*ctx*/) {
       "resume-after-restore", "After restoring an older backup: raise serial/MAC counters above the last checkpoint's "
                               "high-water marks (journaled), so no number is handed out twice");
   add_common(resume, r->common);
-  resume->add_option("--marks", r->marks, "High-water file (default: the one beside the database)");
+  resume->add_option("--marks", r->marks,
+                     "High-water file, or an audit export (station audit export) made after the backup, which "
+                     "carries the counters (default: the file beside the database)");
   resume->add_option("--token-file", r->token_file, "A security officer's token (or STATION_TOKEN)");
   resume->callback([r] {
     core::Station station(r->common.data, r->common.config);

@@ -4,6 +4,8 @@
 
 #include <ctime>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -317,17 +319,61 @@ nlohmann::json to_json(const Batch& b) {
 
 namespace station::core {
 
+namespace {
+
+// The marks an audit export carries, trusted only once the bundle verifies against a root
+// this station's records hold and comes from this station.
+db::HighWater bundle_marks(Station& station, const std::filesystem::path& file, const std::string& text) {
+  std::string why = "this station's records hold no root certificate";
+  bool trusted = false;
+  for (const auto& ca : station.records().cas()) {
+    if (ca.role != "root") continue;
+    std::istringstream in(text);
+    const auto report = db::verify_bundle(in, ca.der);
+    if (report.ok) {
+      trusted = true;
+      break;
+    }
+    why = report.reason;
+  }
+  if (!trusted)
+    throw Error(Errc::tampered, fmt::format("the audit bundle {} does not verify against this station's roots ({}); its "
+                                            "marks cannot be trusted: give an intact export or the high-water file",
+                                            file.string(), why));
+  auto marks = db::highwater_of_bundle(text);
+  if (marks.station_id != station.config().station_id)
+    throw Error(Errc::invalid_argument,
+                fmt::format("the audit bundle {} was exported by station {}, not by this one ({}): its counters are "
+                            "another station's",
+                            file.string(), marks.station_id, station.config().station_id));
+  return marks;
+}
+
+}  // namespace
+
 std::vector<std::string> resume_after_restore(Station& station, const std::string& actor,
                                               const std::optional<std::filesystem::path>& marks_file) {
   const auto db_file = station.config().resolve(station.config().database);
   const auto file = marks_file ? *marks_file : db::highwater_path(db_file);
-  const auto marks = db::read_highwater(file);
+  std::optional<db::HighWater> marks;
+  bool from_bundle = false;
+  if (marks_file && std::filesystem::is_regular_file(file)) {
+    std::ifstream in(file, std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) throw Error(Errc::io_error, "cannot read " + file.string());
+    if (db::is_bundle(text)) {
+      marks = bundle_marks(station, file, text);
+      from_bundle = true;
+    }
+  }
+  if (!from_bundle) marks = db::read_highwater(file);
   if (!marks)
-    throw Error(Errc::not_found, fmt::format("no high-water marks at {}; give the copy kept with your last audit export "
-                                             "with --marks FILE",
+    throw Error(Errc::not_found, fmt::format("no high-water marks at {}; give the copy kept with your last audit export, "
+                                             "or the export itself (station audit export), with --marks FILE",
                                              file.string()));
   std::vector<std::string> raised;
   nlohmann::json details = {{"marks_file", file.string()},
+                            {"marks_from", from_bundle ? "audit bundle" : "high-water file"},
                             {"marks_seq", marks->seq},
                             {"marks_hash", marks->hash},
                             {"marks_time", marks->time},
