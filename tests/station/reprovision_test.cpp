@@ -189,8 +189,6 @@ TEST(Reprovision, RefusesWhatItMustNotChangeAndMovesAnErasedLockedDeviceIntoAnOp
     EXPECT_NE(r.err.find(says), std::string::npos) << "expected '" << says << "' in: " << r.err;
   };
   refused({"reprovision", "--serial", "NOPE-1", "--reason", "RMA 8"}, "no device with serial NOPE-1");
-  st.issue_device("ACME-1");  // `station issue`: no batch, no line to send it back to
-  refused({"reprovision", "--serial", "ACME-1", "--reason", "RMA 8"}, "station ca revoke --serial ACME-1");
   refused({"reprovision", "--serial", serial, "--reason", ""}, "--reason");
   refused({"reprovision", "--serial", serial, "--reason", "RMA 8", "--revoke-reason", "bogus"}, "bogus");
   refused({"reprovision", "--serial", serial, "--reason", "RMA 8"}, "--erased");
@@ -199,7 +197,7 @@ TEST(Reprovision, RefusesWhatItMustNotChangeAndMovesAnErasedLockedDeviceIntoAnOp
   refused({"reprovision", "--serial", serial, "--reason", "RMA 8", "--erased"}, "batch LOCKING is closed");
   EXPECT_EQ(st.sql1("SELECT count(*) FROM journal WHERE action IN ('device.reprovisioned', 'device.revoked')"), "0");
   EXPECT_EQ(st.sql1("SELECT state FROM devices WHERE serial = '" + serial + "'"), "done");
-  EXPECT_EQ(st.sql1("SELECT count(*) FROM identities WHERE status = 'active'"), "2");
+  EXPECT_EQ(st.sql1("SELECT count(*) FROM identities WHERE status = 'active'"), "1");
 
   const auto rework = open_test_batch(station, "REWORK", 1);
   const auto r = device_cmd(st, "alice",
@@ -237,6 +235,56 @@ TEST(Reprovision, RefusesWhatItMustNotChangeAndMovesAnErasedLockedDeviceIntoAnOp
   EXPECT_EQ(after[0].status, "revoked");
   EXPECT_EQ(after[1].status, "active");
   EXPECT_NE(after[1].pkhash, before[0].pkhash);
+  st.expect_journal_verifies();
+}
+
+// A device certified with `station issue` (the station as the CA of devices provisioned
+// elsewhere): after an officer's decision `station issue` gives its serial one new
+// certificate, never for the old key, and only once per decision.
+TEST(Reprovision, AStationIssueDeviceGetsOneNewCertificateAfterTheOfficersDecision) {
+  OfficerStation st;
+  st.issue_device("ACME-7");
+  const std::string old_cert = st.sql1("SELECT cert_serial FROM identities");
+  const auto before = st.issue(st.make_pubkey("prime256v1", "n1"), "ACME-7");
+  EXPECT_EQ(before.exit_code, 1);
+  EXPECT_NE(before.err.find("station device reprovision --serial ACME-7"), std::string::npos) << before.err;
+
+  const auto to_line = device_cmd(st, "alice", {"reprovision", "--serial", "ACME-7", "--reason", "x", "--batch", "B"});
+  EXPECT_EQ(to_line.exit_code, 1);
+  EXPECT_NE(to_line.err.find("leave out --batch"), std::string::npos) << to_line.err;
+  const auto r = device_cmd(st, "alice", {"reprovision", "--serial", "ACME-7", "--reason", "RMA 9", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["batch"].is_null()) << r.out;
+  EXPECT_TRUE(j["chip_id"].is_null()) << r.out;
+  ASSERT_EQ(j["revoked"].size(), 1U);
+  EXPECT_EQ(j["revoked"][0]["cert_serial"], old_cert);
+  const auto twice = device_cmd(st, "bob", {"reprovision", "--serial", "ACME-7", "--reason", "RMA 9"});
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_NE(twice.err.find("re-provisioned already"), std::string::npos) << twice.err;
+
+  // The old key is never certified again; a new one is, once.
+  const auto old_key = st.issue(st.file("ACME-7.pub"), "ACME-7");
+  EXPECT_EQ(old_key.exit_code, 1);
+  EXPECT_NE(old_key.err.find("key hash"), std::string::npos) << old_key.err;
+  const auto renewed = st.issue(st.make_pubkey("prime256v1", "n2"), "ACME-7");
+  ASSERT_EQ(renewed.exit_code, 0) << renewed.err;
+  write_file(st.file("renewed.pem"), renewed.out);
+  const auto root = st.pem_of(st.show(), "root", "active", "root.pem");
+  const auto v = openssl_verify({"-CAfile", root.string(), "-untrusted", st.file("renewed.pem").string(),
+                                 st.file("renewed.pem").string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
+  const auto third = st.issue(st.make_pubkey("prime256v1", "n3"), "ACME-7");
+  EXPECT_EQ(third.exit_code, 1);
+  EXPECT_NE(third.err.find("already has an identity"), std::string::npos) << third.err;
+
+  EXPECT_EQ(st.sql1("SELECT count(*) FROM devices"), "1");
+  EXPECT_EQ(st.sql1("SELECT state FROM devices"), "issued");
+  EXPECT_EQ(st.sql1("SELECT group_concat(status, ' ') FROM (SELECT status FROM identities ORDER BY id)"),
+            "revoked active");
+  EXPECT_EQ(st.sql1("SELECT count(*) FROM journal WHERE action = 'device.issued' AND details LIKE "
+                    "'%\"reprovisioned\":true%'"),
+            "1");
   st.expect_journal_verifies();
 }
 

@@ -29,11 +29,19 @@ void reprovision(const ReprovisionOptions& o) {
     std::cout << core::to_json(r).dump(2) << "\n";
     return;
   }
-  std::cout << "device " << r.serial << " (chip " << r.chip_id << ") goes back to the line in batch " << r.batch
-            << "; it keeps its serial" << (r.mac ? " and MAC " + *r.mac : std::string()) << "\n";
+  if (!r.batch) {
+    std::cout << "device " << r.serial << " may be issued a new certificate\n";
+  } else {
+    std::cout << "device " << r.serial << " (chip " << r.chip_id.value_or("-") << ") goes back to the line in batch "
+              << *r.batch << "; it keeps its serial" << (r.mac ? " and MAC " + *r.mac : std::string()) << "\n";
+  }
   for (const auto& d : r.revoked) std::cout << "  revoked certificate " << d.cert_serial << "\n";
   for (const auto& s : r.already_revoked) std::cout << "  certificate " << s << " was revoked before\n";
-  std::cout << "put the device in a fixture of batch " << r.batch << "'s line: it gets a new key, certificate and label\n";
+  if (r.batch)
+    std::cout << "put the device in a fixture of batch " << *r.batch
+              << "'s line: it gets a new key, certificate and label\n";
+  else
+    std::cout << "issue it with: station issue --data DIR --pubkey NEW_KEY.pem --serial " << r.serial << "\n";
   if (!r.revoked.empty()) std::cout << "publish the CRLs: station ca crl --data DIR --out FOLDER\n";
 }
 

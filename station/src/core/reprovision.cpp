@@ -14,13 +14,14 @@ std::optional<Batch> batch_by_id(Station& s, std::int64_t id) {
   return std::nullopt;
 }
 
-// Inside the unit's transaction: the device is still done (a line or another officer may
+// Inside the unit's transaction: the device is still in `state` (a line or another officer may
 // have acted since it was read) and none of the certificates to revoke was revoked meanwhile.
-void require_still_done(db::Connection& c, const db::DeviceRecord& d, const std::vector<db::IdentityRecord>& to_revoke) {
+void require_unchanged(db::Connection& c, const db::DeviceRecord& d, const std::string& state,
+                       const std::vector<db::IdentityRecord>& to_revoke) {
   auto st = c.prepare("SELECT state FROM devices WHERE id = ?");
   st.bind(1, d.id);
   if (!st.step()) throw Error(Errc::not_found, fmt::format("device {} is gone from the records", d.serial));
-  if (const auto now = st.text(0); now != "done")
+  if (const auto now = st.text(0); now != state)
     throw Error(Errc::invalid_argument,
                 fmt::format("device {} changed to '{}' meanwhile; nothing was changed, run the command again", d.serial,
                             now));
@@ -43,41 +44,55 @@ ReprovisionResult reprovision_device(Station& s, const Actor& officer, const Rep
   auto& records = s.records();
   const auto d = records.device_by_serial(req.serial);
   if (!d) throw Error(Errc::not_found, fmt::format("no device with serial {}", req.serial));
-  const auto from = d->batch_id ? batch_by_id(s, *d->batch_id) : std::nullopt;
-  if (!from)
-    throw Error(Errc::invalid_argument,
-                fmt::format("device {} was issued outside a batch (station issue): re-provisioning sends a device "
-                            "back to a line; revoke its certificate with: station ca revoke --serial {}",
-                            req.serial, req.serial));
-  if (d->state != "done")
-    throw Error(Errc::invalid_argument,
-                fmt::format("device {} is '{}', not done: a device that is not done needs no officer, it resumes where "
-                            "it stopped when it is next in a fixture of its batch's line",
-                            req.serial, d->state));
-  const std::string target_name = req.batch.value_or(from->name);
-  const auto target = target_name == from->name ? from : find_batch(s, target_name);
-  if (!target)
-    throw Error(Errc::not_found, fmt::format("no batch named {}; open one to re-provision in with: station batch open",
-                                             target_name));
-  if (target->state == "closed")
-    throw Error(Errc::invalid_argument,
-                fmt::format("batch {} is closed; name an open batch to provision device {} in (--batch NAME), e.g. "
-                            "a rework batch opened with: station batch open",
-                            target->name, req.serial));
-  const bool was_locked = from->settings.lock;
-  if (was_locked && !req.erased)
-    throw Error(Errc::invalid_argument,
-                fmt::format("device {} was locked when provisioned (batch {} locks): it refuses a new identity until its "
-                            "provisioning area is erased; erase it at the rework bench, then run this again with --erased",
-                            req.serial, from->name));
-
   ReprovisionResult out;
   out.serial = d->serial;
-  out.chip_id = d->chip_id.value_or("");
+  out.chip_id = d->chip_id;
   out.mac = d->mac;
-  out.from_batch = from->name;
-  out.batch = target->name;
-  out.was_locked = was_locked;
+  std::optional<std::int64_t> target_id;
+  std::string expected_state;  // what the device must still be inside the transaction
+  if (!d->batch_id) {
+    // Issued with `station issue`, no line: its next certificate comes from `station issue`.
+    if (req.batch)
+      throw Error(Errc::invalid_argument,
+                  fmt::format("device {} was issued outside a batch (station issue): it gets its new certificate from "
+                              "station issue --serial {}, not from a line; leave out --batch",
+                              req.serial, req.serial));
+    if (d->state != "issued")
+      throw Error(Errc::invalid_argument,
+                  fmt::format("device {} is '{}': it was re-provisioned already; issue its new certificate with: "
+                              "station issue --pubkey NEW_KEY.pem --serial {}",
+                              req.serial, d->state, req.serial));
+    expected_state = "issued";
+  } else {
+    const auto from = batch_by_id(s, *d->batch_id);
+    if (!from) throw Error(Errc::not_found, fmt::format("the batch of device {} is gone from the records", req.serial));
+    if (d->state != "done")
+      throw Error(Errc::invalid_argument,
+                  fmt::format("device {} is '{}', not done: a device that is not done needs no officer, it resumes "
+                              "where it stopped when it is next in a fixture of its batch's line",
+                              req.serial, d->state));
+    const std::string target_name = req.batch.value_or(from->name);
+    const auto target = target_name == from->name ? from : find_batch(s, target_name);
+    if (!target)
+      throw Error(Errc::not_found,
+                  fmt::format("no batch named {}; open one to re-provision in with: station batch open", target_name));
+    if (target->state == "closed")
+      throw Error(Errc::invalid_argument,
+                  fmt::format("batch {} is closed; name an open batch to provision device {} in (--batch NAME), e.g. "
+                              "a rework batch opened with: station batch open",
+                              target->name, req.serial));
+    out.was_locked = from->settings.lock;
+    if (out.was_locked && !req.erased)
+      throw Error(Errc::invalid_argument,
+                  fmt::format("device {} was locked when provisioned (batch {} locks): it refuses a new identity until "
+                              "its provisioning area is erased; erase it at the rework bench, then run this again with "
+                              "--erased",
+                              req.serial, from->name));
+    out.from_batch = from->name;
+    out.batch = target->name;
+    target_id = target->id;
+    expected_state = "done";
+  }
   std::vector<db::IdentityRecord> to_revoke;
   for (auto& i : records.identities_of(d->id)) {
     if (i.status == "revoked") out.already_revoked.push_back(i.cert_serial);
@@ -101,27 +116,28 @@ ReprovisionResult reprovision_device(Station& s, const Actor& officer, const Rep
     revoked.push_back(i.cert_serial);
     out.revoked.push_back({d->serial, i.cert_serial, i.issuer_key_id});
   }
-  const auto target_id = target->id;
   unit.emplace_back(db::EntryRequest{officer.name, "device.reprovisioned", subject,
                                      {{"serial", d->serial},
-                                      {"chip_id", out.chip_id},
+                                      {"chip_id", out.chip_id ? nlohmann::json(*out.chip_id) : nlohmann::json(nullptr)},
                                       {"mac", d->mac ? nlohmann::json(*d->mac) : nlohmann::json(nullptr)},
                                       {"officer", officer.name},
                                       {"why", req.why},
-                                      {"from_batch", from->name},
-                                      {"batch", target->name},
+                                      {"from_batch", out.from_batch ? nlohmann::json(*out.from_batch) : nlohmann::json(nullptr)},
+                                      {"batch", out.batch ? nlohmann::json(*out.batch) : nlohmann::json(nullptr)},
                                       {"revoked_cert_serials", revoked},
                                       {"already_revoked", out.already_revoked},
                                       {"revoke_reason", revoke_reason},
-                                      {"was_locked", was_locked},
+                                      {"was_locked", out.was_locked},
                                       {"erased", req.erased}}},
                     [id = d->id, target_id](db::Connection& c) {
-                      return std::vector<db::RowRef>{db::set_device_batch(c, id, target_id)};
+                      return std::vector<db::RowRef>{target_id ? db::set_device_batch(c, id, *target_id)
+                                                               : db::set_device_state(c, id, "reserved")};
                     });
   // The unit's first mutation checks, inside the transaction, that nothing changed since
   // the records were read above (a line or another officer may have acted meanwhile).
-  unit.front().second = [first = std::move(unit.front().second), device = *d, to_revoke](db::Connection& c) {
-    require_still_done(c, device, to_revoke);
+  unit.front().second = [first = std::move(unit.front().second), device = *d, to_revoke,
+                         expected_state](db::Connection& c) {
+    require_unchanged(c, device, expected_state, to_revoke);
     return first(c);
   };
   const auto entries = s.journal().commit_together(std::move(unit));
@@ -132,12 +148,13 @@ ReprovisionResult reprovision_device(Station& s, const Actor& officer, const Rep
 nlohmann::json to_json(const ReprovisionResult& r) {
   auto revoked = nlohmann::json::array();
   for (const auto& d : r.revoked) revoked.push_back({{"cert_serial", d.cert_serial}, {"issuer", d.issuer_key_id}});
+  auto or_null = [](const std::optional<std::string>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
   return {{"serial", r.serial},
-          {"chip_id", r.chip_id},
-          {"mac", r.mac ? nlohmann::json(*r.mac) : nlohmann::json(nullptr)},
+          {"chip_id", or_null(r.chip_id)},
+          {"mac", or_null(r.mac)},
           {"state", "reserved"},
-          {"from_batch", r.from_batch},
-          {"batch", r.batch},
+          {"from_batch", or_null(r.from_batch)},
+          {"batch", or_null(r.batch)},
           {"revoked", revoked},
           {"already_revoked", r.already_revoked},
           {"was_locked", r.was_locked},

@@ -24,9 +24,11 @@ struct ReprovisionRequest {
 };
 
 struct ReprovisionResult {
-  std::string serial, chip_id;
-  std::optional<std::string> mac;
-  std::string from_batch, batch;          // where it was done, where it is provisioned again
+  std::string serial;
+  std::optional<std::string> chip_id, mac;
+  // Where it was done and where it is provisioned again; nullopt for a device issued with
+  // `station issue` (no batch), whose next certificate `station issue` makes.
+  std::optional<std::string> from_batch, batch;
   std::vector<RevokedDevice> revoked;     // certificates revoked now
   std::vector<std::string> already_revoked;  // its certificates revoked before
   bool was_locked = false;
@@ -34,9 +36,11 @@ struct ReprovisionResult {
 };
 
 // Refuses (nothing changed) with the problem and the fix named: Errc::not_found for an
-// unknown serial or batch; Errc::invalid_argument for a device that is not done (it resumes
-// at the line by itself), an empty reason, a closed target batch, or a device that was locked
-// unless `erased`. Revokes each certificate of the device not revoked yet (one
+// unknown serial or batch; Errc::invalid_argument for a line device that is not done (it
+// resumes at the line by itself), an empty reason, a closed target batch, or a device that
+// was locked unless `erased`. A device issued with `station issue` (no batch, state
+// `issued`) becomes `reserved` without a batch: `station issue --serial` then issues its
+// next certificate. Revokes each certificate of the device not revoked yet (one
 // `device.revoked` entry each, as `station ca revoke` does) and journals
 // `device.reprovisioned`, all as one unit: every entry and row change lands, or none does.
 ReprovisionResult reprovision_device(Station& station, const Actor& officer, const ReprovisionRequest& request);

@@ -398,11 +398,16 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
     dpp_spki = dpp.spki_der();
     cert_pkhash = sha256_hex(certified.spki_der());
   }
-  if (records.device_by_serial(req.device_serial)) {
-    throw Error(Errc::constraint_violation,
-                fmt::format("device serial {} already has an identity; a serial is never issued twice "
-                            "(re-provisioning needs a security officer)",
-                            req.device_serial));
+  // A serial is issued once, unless an officer re-provisioned it (`station device reprovision`
+  // leaves a device of `station issue` reserved, without a batch, its certificates revoked).
+  std::optional<std::int64_t> reissue;
+  if (const auto existing = records.device_by_serial(req.device_serial)) {
+    if (existing->batch_id || existing->state != "reserved")
+      throw Error(Errc::constraint_violation,
+                  fmt::format("device serial {} already has an identity; a serial is never issued twice unless a "
+                              "security officer re-provisions it: station device reprovision --serial {} --reason TEXT",
+                              req.device_serial, req.device_serial));
+    reissue = existing->id;
   }
   // The issuer in effect now (issue 10: rotations take over at an announced moment); the
   // record's transaction re-checks it, so no certificate from an issuer that was replaced
@@ -439,12 +444,26 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
            {{"serial", req.device_serial}, {"cert_serial", identity.cert_serial}, {"cert_sha256", identity.cert_sha256},
             {"issuer", identity.issuer_key_id}, {"profile", identity.profile}, {"pkhash", identity.pkhash},
             {"key_mode", identity.key_mode},
-            {"cert_pkhash", cert_pkhash}}},
+            {"cert_pkhash", cert_pkhash},
+            {"reprovisioned", reissue.has_value()}}},
           [&](db::Connection& conn) {
             const auto now_issuer = db::issuing_ca_at(conn, db::now_rfc3339());
             if (!now_issuer || now_issuer->key_id != issuing.key_id) {
               switched = true;
               throw Error(Errc::busy, "the issuing CA was rotated during this issuance");
+            }
+            if (reissue) {
+              // Still as the officer left it: nobody issued it meanwhile.
+              auto st = conn.prepare("SELECT state FROM devices WHERE id = ?");
+              st.bind(1, *reissue);
+              if (!st.step() || st.text(0) != "reserved")
+                throw Error(Errc::constraint_violation,
+                            fmt::format("device serial {} was issued meanwhile; a serial is never issued twice",
+                                        req.device_serial));
+              identity.device_id = *reissue;
+              result.device_id = *reissue;
+              return std::vector<db::RowRef>{db::insert_identity(conn, identity),
+                                             db::set_device_state(conn, *reissue, "issued")};
             }
             auto rows = db::insert_device_with_identity(conn, device, identity);
             result.device_id = rows.front().id;
