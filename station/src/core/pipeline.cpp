@@ -226,6 +226,9 @@ struct ProvisioningLine::Impl {
     // read there by the units queued after it, which refuse when it did not land).
     std::shared_ptr<std::exception_ptr> reservation;
     bool reservation_lost() const { return reservation && *reservation; }
+    // The journal entry of an officer's re-provisioning that took this device, done in this
+    // batch and counted in batch_done, back to reserved after this run counted it.
+    std::optional<std::int64_t> uncounted_by;
   };
 
   Station& station;
@@ -238,6 +241,8 @@ struct ProvisioningLine::Impl {
   mutable std::mutex mutex;  // guards views, counters, summary, issuer cache
   LineSummary summary;
   std::int64_t batch_done = 0;       // devices of the batch done (all runs)
+  std::int64_t counted_up_to = 0;    // the journal's last entry when batch_done was read
+  std::set<std::int64_t> reprovisions_uncounted;  // re-provisionings taken off batch_done
   std::int64_t in_flight_new = 0;    // new devices started and not yet finished
   std::int64_t devices_left = 0;     // devices that left a fixture in this run
   std::atomic<bool> stopping{false};
@@ -814,8 +819,22 @@ struct ProvisioningLine::Impl {
     w.info = info;
     w.chip = chip;
     w.state = d->state;
-    for (const auto& i : db::identities_of(*f.reader, d->id))
+    bool revoked = false;
+    for (const auto& i : db::identities_of(*f.reader, d->id)) {
       if (i.status == "active") w.identity = i;
+      revoked = revoked || i.status == "revoked";
+    }
+    // An officer re-provisioned it after batch_done was read, from this batch: it was counted
+    // done then, and is not any more (it counts again when it is done again).
+    if (revoked && d->state != "done") {
+      auto q = f.reader->prepare(
+          "SELECT seq, details FROM journal WHERE subject = ? AND action = 'device.reprovisioned' ORDER BY seq DESC "
+          "LIMIT 1");
+      q.bind(1, "device:" + d->serial);
+      if (q.step() && q.int64(0) > counted_up_to &&
+          nlohmann::json::parse(q.text(1), nullptr, false).value("from_batch", nlohmann::json()) == batch.name)
+        w.uncounted_by = q.int64(0);
+    }
     return w;
   }
 
@@ -908,6 +927,10 @@ struct ProvisioningLine::Impl {
     Work w;
     if (found) {
       w = std::move(*found);
+      if (w.uncounted_by) {
+        const std::lock_guard lock(mutex);
+        if (reprovisions_uncounted.insert(*w.uncounted_by).second) --batch_done;
+      }
       if (w.device.batch_id && *w.device.batch_id != batch.id && w.device.state != "done") {
         set_status(f, "failed", w.state, fmt::format("device {} belongs to another batch", w.device.serial),
                    "set it aside for that batch's line");
@@ -1308,6 +1331,11 @@ ProvisioningLine::ProvisioningLine(Station& station, LineOptions options, EventB
     im.batch = *b;
     im.batch_state = b->state;
     im.batch_done = b->counts.done;
+    {
+      auto q = station.records().connection().prepare("SELECT coalesce(max(seq), 0) FROM journal");
+      q.step();
+      im.counted_up_to = q.int64(0);
+    }
     im.summary.batch = b->name;
   }
   for (const auto& fc : im.options.fixtures) {
