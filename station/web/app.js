@@ -266,6 +266,13 @@ function deviceRow(d) {
     btn.addEventListener("click", () => reprint(d.serial, btn));
     act.append(btn);
   }
+  // An officer's decision (docs/pipeline.md): a done device goes back to the line.
+  if (state.me && state.me.role === "officer" && d.state === "done") {
+    const btn = el("button", "reprovision", "Re-provision…");
+    btn.type = "button";
+    btn.addEventListener("click", () => reprovision(d.serial, btn));
+    act.append(btn);
+  }
   tr.append(act);
   return tr;
 }
@@ -295,6 +302,23 @@ async function reprint(serial, btn) {
     soon("devices", refreshDevices);
   } catch (e) {
     if (e.status !== 401) toast(`Reprint of ${serial} failed: ${e.message}`);
+  } finally {
+    btn.disabled = false;
+  }
+}
+
+async function reprovision(serial, btn) {
+  const why = prompt(`Re-provision ${serial}? Its certificate is revoked and the line gives it a new key and ` +
+                     "certificate when it is next in a fixture. Why (kept in the journal)?");
+  if (why === null) return;
+  if (!why.trim()) { toast("Nothing done: give the reason."); return; }
+  btn.disabled = true;
+  try {
+    const r = await api("POST", `/api/devices/${encodeURIComponent(serial)}/reprovision`, { reason: why.trim() });
+    toast(`${serial} goes back to the line in batch ${r.batch || "(none)"}: put it in a fixture.`);
+    soon("devices", refreshDevices);
+  } catch (e) {
+    if (e.status !== 401) toast(`Re-provisioning ${serial} failed: ${e.message}`);
   } finally {
     btn.disabled = false;
   }

@@ -191,6 +191,28 @@ TEST(Page, AnOperatorOpensABatchOnThePageWatchesItCompleteAndItsTilesEqualAuditQ
   EXPECT_GT(png.size(), 1000U);
   EXPECT_EQ(png.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8));
 
+  // Re-provisioning is an officer's button: the operator's page had none; the officer presses
+  // it on a done device, answers its prompt, and the page shows the device reserved.
+  EXPECT_EQ(page["reprovision_buttons"], 0) << "an operator was offered re-provisioning";
+  const auto officer_page = run({"node", (web / "page_test.mjs").string(), "--url", "http://" + address + "/",
+                                 "--token-file", (dir / "officer.token").string(), "--reprovision", "RMA 31: returned",
+                                 "--timeout-s", "60"});
+  ASSERT_EQ(officer_page.exit_code, 0) << officer_page.err << officer_page.out;
+  const auto rp = nlohmann::json::parse(officer_page.out.substr(officer_page.out.rfind("{\"who\"")));
+  EXPECT_EQ(rp["who"], "olga (officer)");
+  EXPECT_GE(rp["buttons"].get<int>(), 1);
+  {
+    db::Connection c(data / "station.db", true);
+    auto st = c.prepare(
+        "SELECT d.state, j.actor, json_extract(j.details, '$.why') FROM devices d JOIN journal j ON j.subject = "
+        "'device:' || d.serial AND j.action = 'device.reprovisioned' WHERE d.serial = ?");
+    st.bind(1, rp["serial"].get<std::string>());
+    ASSERT_TRUE(st.step()) << "no device.reprovisioned for " << rp["serial"];
+    EXPECT_EQ(st.text(0), "reserved");
+    EXPECT_EQ(st.text(1), "olga");
+    EXPECT_EQ(st.text(2), "RMA 31: returned");
+  }
+
   EXPECT_EQ(serve.stop(SIGTERM), 0) << read_file(dir / "serve.log");
   check_line(data, false, dir.path());
 }

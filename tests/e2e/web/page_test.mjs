@@ -8,6 +8,10 @@
 //        --product P --quantity N --fixtures K --screenshot OUT.png [--key-mode station]
 //        [--timeout-s 90] [--chromium /usr/bin/chromium]
 //
+// With --reprovision REASON instead of the batch options, as a security officer: sign in,
+// press the first done device's "Re-provision…" button, give REASON in its prompt, and wait
+// for the row to show the device reserved; prints {"who", "serial", "state", "buttons"}.
+//
 // The token is read from the file (never on the command line). Progress goes to stderr.
 // Exit 0 when the page did all of it (the caller checks the numbers); 1 with a reason.
 import { readFileSync } from "node:fs";
@@ -18,7 +22,9 @@ function args(argv) {
     if (!argv[k].startsWith("--") || k + 1 >= argv.length) throw new Error(`bad argument ${argv[k]}`);
     out[argv[k].slice(2)] = argv[k + 1];
   }
-  for (const need of ["url", "token-file", "batch", "product", "quantity", "fixtures", "screenshot"])
+  const needs = out.reprovision !== undefined ? ["url", "token-file"]
+                                              : ["url", "token-file", "batch", "product", "quantity", "fixtures", "screenshot"];
+  for (const need of needs)
     if (!out[need]) throw new Error(`--${need} is required`);
   return out;
 }
@@ -95,6 +101,10 @@ async function main() {
     const who = await page.textContent("#who");
     const loginAfterSignIn = await page.isVisible("#login");
     log(`signed in as ${who}`);
+    if (a.reprovision !== undefined) {
+      await reprovisionFirstDone(page, a.reprovision, who);
+      return;
+    }
     await page.waitForSelector("#open-batch", { state: "visible" });
     await page.waitForFunction(() => document.getElementById("conn").textContent === "live");
     const before = await page.evaluate(snapshot);
@@ -162,12 +172,31 @@ async function main() {
       tiles_done: last.fixtures.reduce((n, f) => n + f.done, 0),
       tiles_failed: last.fixtures.reduce((n, f) => n + f.failed, 0),
       seen: seen.map((s) => ({ done: s.done, failed: s.failed, at_ms: s.at_ms - t0 })),
+      reprovision_buttons: await page.locator("#devices button.reprovision").count(),
       problems,
       http_errors: httpErrors,
     })}\n`);
   } finally {
     await browser.close();
   }
+}
+
+// The officer's part: the first done device's button, its prompt, the row's new state.
+async function reprovisionFirstDone(page, reason, who) {
+  await page.waitForSelector("#devices button.reprovision");
+  const buttons = await page.locator("#devices button.reprovision").count();
+  const row = page.locator("#devices tr", { has: page.locator("button.reprovision") }).first();
+  const serial = await row.getAttribute("data-serial");
+  page.once("dialog", (d) => d.accept(reason));
+  await row.locator("button.reprovision").click();
+  await page.waitForFunction(
+    (s) => {
+      const r = document.querySelector(`#devices tr[data-serial="${s}"]`);
+      return r && r.children[2].textContent === "reserved";
+    },
+    serial);
+  log(`re-provisioned ${serial} from the page`);
+  process.stdout.write(`${JSON.stringify({ who, serial, state: "reserved", buttons })}\n`);
 }
 
 main().catch((e) => {
