@@ -8,6 +8,8 @@
 namespace station::core {
 namespace {
 
+nlohmann::json or_null(const std::optional<std::string>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); }
+
 std::optional<Batch> batch_by_id(Station& s, std::int64_t id) {
   for (auto& b : list_batches(s))
     if (b.id == id) return b;
@@ -118,12 +120,12 @@ ReprovisionResult reprovision_device(Station& s, const Actor& officer, const Rep
   }
   unit.emplace_back(db::EntryRequest{officer.name, "device.reprovisioned", subject,
                                      {{"serial", d->serial},
-                                      {"chip_id", out.chip_id ? nlohmann::json(*out.chip_id) : nlohmann::json(nullptr)},
-                                      {"mac", d->mac ? nlohmann::json(*d->mac) : nlohmann::json(nullptr)},
+                                      {"chip_id", or_null(out.chip_id)},
+                                      {"mac", or_null(out.mac)},
                                       {"officer", officer.name},
                                       {"why", req.why},
-                                      {"from_batch", out.from_batch ? nlohmann::json(*out.from_batch) : nlohmann::json(nullptr)},
-                                      {"batch", out.batch ? nlohmann::json(*out.batch) : nlohmann::json(nullptr)},
+                                      {"from_batch", or_null(out.from_batch)},
+                                      {"batch", or_null(out.batch)},
                                       {"revoked_cert_serials", revoked},
                                       {"already_revoked", out.already_revoked},
                                       {"revoke_reason", revoke_reason},
@@ -148,7 +150,6 @@ ReprovisionResult reprovision_device(Station& s, const Actor& officer, const Rep
 nlohmann::json to_json(const ReprovisionResult& r) {
   auto revoked = nlohmann::json::array();
   for (const auto& d : r.revoked) revoked.push_back({{"cert_serial", d.cert_serial}, {"issuer", d.issuer_key_id}});
-  auto or_null = [](const std::optional<std::string>& v) { return v ? nlohmann::json(*v) : nlohmann::json(nullptr); };
   return {{"serial", r.serial},
           {"chip_id", or_null(r.chip_id)},
           {"mac", or_null(r.mac)},
