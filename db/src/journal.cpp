@@ -570,9 +570,15 @@ void Journal::write_marks_due() {
 // ---------------------------------------------------------------------------------------
 // Verification
 
-VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& expect) {
+VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& expect, const VerifyProgress& progress) {
   VerifyReport report;
   Problems problems;
+  constexpr std::int64_t kProgressEvery = 65536;
+  auto total_of = [&](const std::string& sql) {
+    if (!progress) return std::int64_t{0};
+    auto q = c.prepare(sql);
+    return q.step() ? q.int64(0) : std::int64_t{0};
+  };
 
   // Checkpoints first, so the chain walk can compare hashes at their seqs.
   struct Cp {
@@ -623,9 +629,11 @@ VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& exp
   std::string prev = kGenesis;
   std::int64_t last_good_checkpoint = 0;
   bool chain_ok = true;
+  const std::int64_t entries_total = total_of("SELECT coalesce(max(seq), 0) FROM journal");
   while (st.step()) {
     Entry e = read_entry(st);
     ++report.entries;
+    if (progress && report.entries % kProgressEvery == 0) progress("entries", report.entries, entries_total);
     std::vector<RowHash> listed;
     while (rows_more && rows.int64(0) <= e.seq) {
       if (rows.int64(0) < e.seq) {
@@ -668,6 +676,7 @@ VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& exp
     problems.add(rows.int64(0), fmt::format("record list of entry {} belongs to no entry", rows.int64(0)));
     rows_more = rows.step();
   }
+  if (progress) progress("entries", report.entries, entries_total);
   const std::int64_t last_seq = expected - 1;
   for (const auto& [seq, x] : cps) {
     if (seq > last_seq)
@@ -690,6 +699,9 @@ VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& exp
   }
 
   // Record rows: each must match the hash its latest journal entry holds.
+  std::int64_t rows_checked = 0, rows_total = 0;
+  if (progress)
+    for (const auto& table : audited_tables()) rows_total += total_of("SELECT count(*) FROM " + table);
   for (const auto& table : audited_tables()) {
     std::unordered_map<std::int64_t, std::pair<std::string, std::int64_t>> latest;
     auto jr = c.prepare("SELECT row_id, row_hash, seq FROM journal_rows WHERE tbl = ? ORDER BY row_id, seq");
@@ -697,6 +709,7 @@ VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& exp
     while (jr.step()) latest[jr.int64(0)] = {jr.text(1), jr.int64(2)};
     auto rs = c.prepare("SELECT rowid, * FROM " + table);
     while (rs.step()) {
+      if (progress && ++rows_checked % kProgressEvery == 0) progress("records", rows_checked, rows_total);
       const std::int64_t id = rs.int64(0);
       const auto it = latest.find(id);
       if (it == latest.end()) {
@@ -714,6 +727,8 @@ VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& exp
         problems.add(h.second, fmt::format("{} row {} recorded by entry {} is gone (deleted outside the station)", table,
                                            id, h.second));
   }
+
+  if (progress) progress("records", rows_checked, rows_total);
 
   if (problems.first()) {
     report.ok = false;

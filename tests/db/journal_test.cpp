@@ -5,6 +5,7 @@
 #include <future>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "db/audit.hpp"
 #include "db_support.hpp"
@@ -77,6 +78,28 @@ TEST_F(JournalTest, EntriesChainAndRecordRowsVerify) {
   EXPECT_EQ(r.entries, 6);
   EXPECT_EQ(r.checkpoints, 1);  // signed on close
   EXPECT_EQ(r.unsigned_tail, 0);
+}
+
+// A long verification reports how far it is: every 65,536 entries and at the end of each
+// phase, with the totals, in order (`station audit verify` prints it for a long run).
+TEST_F(JournalTest, VerificationReportsItsProgressWithTotals) {
+  {
+    Journal j(path(), "st-1");
+    std::vector<Journal::Request> many;
+    for (int n = 0; n < 70000; ++n) many.emplace_back(EntryRequest{"op", "note", "test", {{"n", n}}}, Mutation{});
+    j.commit_all(std::move(many));
+  }
+  Records r(path(), true);
+  std::vector<std::tuple<std::string, std::int64_t, std::int64_t>> calls;
+  const auto report = verify_journal(r.connection(), std::nullopt, [&](std::string_view phase, std::int64_t done,
+                                                                       std::int64_t total) {
+    calls.emplace_back(std::string(phase), done, total);
+  });
+  EXPECT_TRUE(report.ok) << report.reason;
+  const std::vector<std::tuple<std::string, std::int64_t, std::int64_t>> expected = {
+      {"entries", 65536, 70001}, {"entries", 70001, 70001}, {"records", 1, 1}};
+  EXPECT_EQ(calls, expected);
+  EXPECT_EQ(verify().entries, 70001);  // and without a callback, the same walk
 }
 
 TEST_F(JournalTest, AFailedMutationLeavesNeitherRowsNorEntry) {

@@ -16,6 +16,7 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <string_view>
 #include <future>
 #include <map>
 #include <memory>
@@ -198,10 +199,16 @@ struct Expectation {
   std::string hash;
 };
 
+// How far a long verification is: `done` of `total` in `phase` ("entries": the chain walk,
+// total = the last seq; "records": rows checked, total = rows in the audited tables). Called
+// every 65,536 items and once at the end of each phase.
+using VerifyProgress = std::function<void(std::string_view phase, std::int64_t done, std::int64_t total)>;
+
 // Recomputes the chain, checks every checkpoint signature against the audit certificate
 // it names (which must be in ca_certificates), and checks that every record row matches
 // the hash its latest journal entry holds.
-VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& expect = std::nullopt);
+VerifyReport verify_journal(Connection& c, const std::optional<Expectation>& expect = std::nullopt,
+                            const VerifyProgress& progress = {});
 
 // Verifies an ECDSA signature over SHA-256(message) with the certificate's public key.
 bool verify_with_certificate(ByteView cert_der, ByteView message, ByteView signature);

@@ -1,8 +1,10 @@
 // station audit verify|checkpoint|query|show|export, station db backup
+#include <chrono>
 #include <fstream>
 #include <iostream>
 #include <memory>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "cli/cli.hpp"
@@ -90,7 +92,19 @@ int verify(const VerifyOptions& o) {
         }
       }
       db::Records records(database_path(o.common), true);
-      report = db::verify_journal(records.connection(), expect);
+      // A long verification (a year of a line is millions of entries) says how far it is on
+      // stderr every few seconds; a short one stays quiet, and stdout keeps its shape.
+      const auto started = std::chrono::steady_clock::now();
+      auto last = started;
+      const auto progress = [&](std::string_view phase, std::int64_t done, std::int64_t total) {
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last < std::chrono::seconds(2) && !(done == total && now - started >= std::chrono::seconds(2)))
+          return;
+        last = now;
+        std::cerr << "station: audit verify: " << phase << " " << done << " of " << total
+                  << (total > 0 ? fmt::format(" ({}%)", done * 100 / total) : std::string()) << "\n";
+      };
+      report = db::verify_journal(records.connection(), expect, progress);
     }
     print_report(report, o.json);
     return report.ok ? 0 : 1;
