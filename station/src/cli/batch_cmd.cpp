@@ -17,19 +17,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct Common {
-  fs::path data;
-  std::optional<fs::path> config;
-  std::optional<fs::path> token_file;
-  bool json = false;
-};
-
-void add_common(CLI::App* cmd, Common& c) {
-  cmd->add_option("--data", c.data, "Station data folder");
-  cmd->add_option("--config", c.config, "Config file (default: DIR/station.conf)");
-  cmd->add_option("--token-file", c.token_file, "Your user token (or STATION_TOKEN)");
-  cmd->add_flag("--json", c.json, "Print JSON");
-}
+using Common = UserOptions;
 
 std::string acting_user(core::Station& station, const Common& c, std::string_view action) {
   return cli::acting_user(station, c.token_file, {"operator", "officer"}, action);
@@ -77,7 +65,7 @@ void register_batch(CLI::App& app, Context& /*ctx*/) {
 
   auto o = std::make_shared<OpenOptions>();
   auto* open = batch->add_subcommand("open", "Open a batch");
-  add_common(open, o->common);
+  add_user_options(open, o->common);
   open->add_option("NAME", o->name, "Batch (work order) name")->required();
   open->add_option("--product", o->settings.product, "Product")->required();
   open->add_option("--quantity", o->settings.quantity, "Devices to make")->required();
@@ -105,7 +93,7 @@ void register_batch(CLI::App& app, Context& /*ctx*/) {
     auto name = std::make_shared<std::string>();
     auto* cmd = batch->add_subcommand(verb, verb == "pause" ? "Pause a batch (fixtures stop taking new devices)"
                                                             : "Resume a paused batch");
-    add_common(cmd, *c);
+    add_user_options(cmd, *c);
     cmd->add_option("NAME", *name, "Batch name")->required();
     cmd->callback([c, name, verb = verb, to = to] {
       core::Station station(c->data, c->config);
@@ -119,7 +107,7 @@ void register_batch(CLI::App& app, Context& /*ctx*/) {
   auto manifest = std::make_shared<std::optional<fs::path>>();
   auto* close = batch->add_subcommand(
       "close", "Close a batch: reconcile it against its quantity and write the signed customer manifest");
-  add_common(close, *cc);
+  add_user_options(close, *cc);
   close->add_option("NAME", *cname, "Batch name")->required();
   close->add_option("--manifest", *manifest, "Manifest file (default: DIR/manifests/NAME.jsonl)");
   close->callback([cc, cname, manifest] {
@@ -144,7 +132,7 @@ void register_batch(CLI::App& app, Context& /*ctx*/) {
   auto sc = std::make_shared<Common>();
   auto sname = std::make_shared<std::optional<std::string>>();
   auto* show = batch->add_subcommand("show", "Show one batch, or all");
-  add_common(show, *sc);
+  add_user_options(show, *sc);
   show->add_option("NAME", *sname, "Batch name (default: all)");
   show->callback([sc, sname] {
     core::Station station(sc->data, sc->config);

@@ -75,19 +75,7 @@ void show(const ShowOptions& o) {
   }
 }
 
-struct Common {
-  std::filesystem::path data;
-  std::optional<std::filesystem::path> config;
-  std::optional<std::filesystem::path> token_file;
-  bool json = false;
-};
-
-void add_common(CLI::App* cmd, Common& c, bool json = true) {
-  cmd->add_option("--data", c.data, "Station data folder");
-  cmd->add_option("--config", c.config, "Config file (default: DIR/station.conf)");
-  cmd->add_option("--token-file", c.token_file, "File holding your token (default: $STATION_TOKEN)");
-  if (json) cmd->add_flag("--json", c.json, "Print JSON");
-}
+using Common = UserOptions;
 
 core::Actor officer(core::Station& st, const Common& c, std::string_view action) {
   return core::authorize(st, core::TokenSource{c.token_file}, {"officer"}, action);
@@ -291,13 +279,13 @@ void register_ca(CLI::App& app, Context& ctx) {
 
   auto ri = std::make_shared<RotateIssuingOptions>();
   auto* ric = ca->add_subcommand("rotate-issuing", "New issuing-CA key and certificate under the active root (officer)");
-  add_common(ric, ri->c);
+  add_user_options(ric, ri->c);
   ric->add_option("--at", ri->at, "Announced moment the new CA takes over, RFC 3339 UTC (default: now)");
   ric->callback([ri] { rotate_issuing(*ri); });
 
   auto rr = std::make_shared<RotateRootOptions>();
   auto* rrc = ca->add_subcommand("rotate-root", "Propose a root rotation; a second officer approves it (two-person rule)");
-  add_common(rrc, rr->c);
+  add_user_options(rrc, rr->c);
   rrc->add_option("--root-token-label", rr->token_label, "Token for the new root key (default: the station's token)");
   rrc->add_option("--root-pin", rr->pin, "That token's PIN reference: file:PATH or env:VAR");
   rrc->add_option("--subject", rr->subject, "New root subject, e.g. 'O=Acme, CN=Acme Root CA G2'");
@@ -308,18 +296,18 @@ void register_ca(CLI::App& app, Context& ctx) {
 
   auto ap = std::make_shared<ApproveOptions>();
   auto* apc = ca->add_subcommand("approve", "Approve another officer's proposal and carry it out");
-  add_common(apc, ap->c);
+  add_user_options(apc, ap->c);
   apc->add_option("ID", ap->id, "Proposal id")->required();
   apc->callback([ap] { approve(*ap); });
 
   auto pl = std::make_shared<Common>();
   auto* plc = ca->add_subcommand("proposals", "List two-person proposals");
-  add_common(plc, *pl);
+  add_user_options(plc, *pl);
   plc->callback([pl] { proposals(*pl); });
 
   auto rv = std::make_shared<RevokeOptions>();
   auto* rvc = ca->add_subcommand("revoke", "Revoke device certificates (officer) or propose revoking a CA (two-person)");
-  add_common(rvc, rv->c);
+  add_user_options(rvc, rv->c);
   auto* o1 = rvc->add_option("--cert-serial", rv->sel.cert_serial, "Certificate serial (hex)");
   auto* o2 = rvc->add_option("--serial", rv->sel.device_serial, "Device serial: all its certificates");
   auto* o3 = rvc->add_option("--batch", rv->sel.batch, "Batch name: all its devices' certificates");
@@ -337,21 +325,21 @@ void register_ca(CLI::App& app, Context& ctx) {
 
   auto dk = std::make_shared<DestroyOptions>();
   auto* dkc = ca->add_subcommand("destroy-key", "Propose destroying a retired or revoked CA's key (two-person)");
-  add_common(dkc, dk->c);
+  add_user_options(dkc, dk->c);
   dkc->add_option("--ca", dk->ca, "The CA's key_id")->required();
   dkc->add_option("--expires-in", dk->expires_in, "Proposal lifetime (default 24h)");
   dkc->callback([dk] { destroy_key(*dk); });
 
   auto cr = std::make_shared<CrlOptions>();
   auto* crc = ca->add_subcommand("crl", "Sign due CRLs in the HSM and write one PEM CRL per CA into a folder");
-  add_common(crc, cr->c);
+  add_user_options(crc, cr->c);
   crc->add_option("--out", cr->out, "Folder to publish the CRLs to")->required();
   crc->add_flag("--force", cr->force, "Re-sign every CRL now, even when not due");
   crc->callback([cr, &ctx] { crl(*cr, ctx); });
 
   auto bu = std::make_shared<BundleOptions>();
   auto* buc = ca->add_subcommand("bundle", "Export the trust bundle (roots) with a manifest signed by the audit key");
-  add_common(buc, bu->c);
+  add_user_options(buc, bu->c);
   buc->add_option("--out", bu->out, "Bundle file (PEM); FILE.manifest.json, .manifest.sig, .audit.pem beside it")
       ->required();
   buc->callback([bu] { bundle(*bu); });

@@ -39,6 +39,16 @@ void register_user(CLI::App& app, Context& ctx);    // station user add
 void register_device(CLI::App& app, Context& ctx);  // station device reprovision
 void register_line(CLI::App& app, Context& ctx);    // station demo, station serve
 
+// The options every command that acts as a user takes: the station's folder (or config), the
+// user's token, and JSON output.
+struct UserOptions {
+  std::filesystem::path data;
+  std::optional<std::filesystem::path> config;
+  std::optional<std::filesystem::path> token_file;
+  bool json = false;
+};
+void add_user_options(CLI::App* cmd, UserOptions& o, bool json = true);
+
 // Who acts: the token's user (--token-file FILE or STATION_TOKEN) when one is given, who
 // must hold one of `roles`; until the station has users, the operating-system user
 // (DESIGN.md); once it has users, a token is required.

@@ -14,18 +14,15 @@ namespace station::cli {
 namespace {
 
 struct ReprovisionOptions {
-  std::filesystem::path data;
-  std::optional<std::filesystem::path> config;
-  std::optional<std::filesystem::path> token_file;
-  bool json = false;
+  UserOptions user;
   core::ReprovisionRequest request;
 };
 
 void reprovision(const ReprovisionOptions& o) {
-  core::Station st(o.data, o.config);
-  const auto who = core::authorize(st, core::TokenSource{o.token_file}, {"officer"}, "device.reprovision");
+  core::Station st(o.user.data, o.user.config);
+  const auto who = core::authorize(st, core::TokenSource{o.user.token_file}, {"officer"}, "device.reprovision");
   const auto r = core::reprovision_device(st, who, o.request);
-  if (o.json) {
+  if (o.user.json) {
     std::cout << core::to_json(r).dump(2) << "\n";
     return;
   }
@@ -55,10 +52,7 @@ void register_device(CLI::App& app, Context&) {
       "reprovision",
       "Send a done device back to the line for a new key and certificate (officer): revokes its certificates, "
       "keeps its serial and MAC");
-  rp->add_option("--data", o->data, "Station data folder");
-  rp->add_option("--config", o->config, "Config file (default: DIR/station.conf)");
-  rp->add_option("--token-file", o->token_file, "File holding your token (default: $STATION_TOKEN)");
-  rp->add_flag("--json", o->json, "Print JSON");
+  add_user_options(rp, o->user);
   rp->add_option("--serial", o->request.serial, "The device's serial number")->required();
   rp->add_option("--reason", o->request.why, "Why, in words (kept in the journal), e.g. 'RMA 4411: key exposed in "
                                              "field debug log'")
