@@ -258,10 +258,22 @@ bool chains_to(ByteView cert_der, ByteView root_der) {
 
 }  // namespace
 
+namespace {
+
+// A member's text; "" when the line is not an object or the member is absent or not a string
+// (a bundle is someone else's file: any line may be anything).
+std::string text_of(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return {};
+  const auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
 bool is_bundle(std::string_view text) {
   const auto header = nlohmann::json::parse(text.substr(0, text.find('\n')), nullptr, false);
-  return header.is_object() && header.value("type", "") == "header" &&
-         header.value("format", "") == "station-audit-bundle-v1";
+  return header.is_object() && text_of(header, "type") == "header" &&
+         text_of(header, "format") == "station-audit-bundle-v1";
 }
 
 HighWater highwater_of_bundle(std::string_view text) {
@@ -275,7 +287,7 @@ HighWater highwater_of_bundle(std::string_view text) {
       at = end + 1;
       if (line.empty()) continue;
       const auto it = nlohmann::json::parse(line);
-      const auto type = it.value("type", "");
+      const auto type = text_of(it, "type");
       if (type == "header") {
         header = true;
         marks.station_id = it.at("station_id").get<std::string>();
@@ -313,10 +325,10 @@ VerifyReport verify_bundle(std::istream& in, ByteView trusted_root_der) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(Errc::parse_error, std::string("not an audit bundle: a line is not JSON: ") + e.what());
   }
-  if (items.front().value("format", "") != "station-audit-bundle-v1")
+  if (text_of(items.front(), "format") != "station-audit-bundle-v1")
     throw Error(Errc::parse_error, "not an audit bundle: no station-audit-bundle-v1 header");
   const auto& sig = items.back();
-  if (sig.value("type", "") != "signature") throw Error(Errc::parse_error, "the bundle is cut short: no signature line");
+  if (text_of(sig, "type") != "signature") throw Error(Errc::parse_error, "the bundle is cut short: no signature line");
 
   VerifyReport report;
   Problems problems;
@@ -324,7 +336,7 @@ VerifyReport verify_bundle(std::istream& in, ByteView trusted_root_der) {
   try {
     std::map<std::string, Bytes> certs;  // sha256 -> DER, audit certificates only
     for (const auto& it : items)
-      if (it.value("type", "") == "certificate" && it.value("role", "") == "audit")
+      if (text_of(it, "type") == "certificate" && text_of(it, "role") == "audit")
         certs[it.at("sha256").get<std::string>()] = base64_decode(it.at("der").get<std::string>()).value_or(Bytes{});
     auto trusted_signer = [&](const std::string& sha) -> const Bytes* {
       const auto c = certs.find(sha);
@@ -348,7 +360,7 @@ VerifyReport verify_bundle(std::istream& in, ByteView trusted_root_der) {
     std::string prev_hash;
     bool chain_ok = true;
     for (const auto& it : items) {
-      if (it.value("type", "") != "entry") continue;
+      if (text_of(it, "type") != "entry") continue;
       const Entry e = entry_from_json(it);
       ++report.entries;
       std::vector<RowHash> rows;
@@ -377,7 +389,7 @@ VerifyReport verify_bundle(std::istream& in, ByteView trusted_root_der) {
     // Checkpoints.
     std::int64_t last_good = 0;
     for (const auto& it : items) {
-      if (it.value("type", "") != "checkpoint") continue;
+      if (text_of(it, "type") != "checkpoint") continue;
       ++report.checkpoints;
       const auto seq = it.at("seq").get<std::int64_t>();
       const Bytes* signer = trusted_signer(it.at("signer_sha256").get<std::string>());
@@ -395,7 +407,7 @@ VerifyReport verify_bundle(std::istream& in, ByteView trusted_root_der) {
     if (report.entries > 0 && last_good == 0) report.unsigned_tail = report.entries;
     // Records.
     for (const auto& it : items) {
-      if (it.value("type", "") != "record") continue;
+      if (text_of(it, "type") != "record") continue;
       const auto key = std::make_pair(it.at("tbl").get<std::string>(), it.at("row_id").get<std::int64_t>());
       std::vector<std::pair<std::string, nlohmann::json>> cols;
       for (const auto& col : it.at("columns")) cols.emplace_back(col.at(0).get<std::string>(), col.at(1));
