@@ -85,6 +85,19 @@ struct RecordsOptions {
   bool line_journal = false;  // the line's nine entries per device instead of one
 };
 nlohmann::json run_records(const fs::path& work, const RecordsOptions& o);
+// The records of `devices` provisioned devices of batch `batch` (serials REC-0000001 ...),
+// written through the journal in chunks of 2,048 devices; returns the entries written.
+std::int64_t generate_records(core::Station& station, std::int64_t batch, std::int64_t devices, bool line_journal);
+
+struct FloorOptions {
+  double seconds = 1;            // per operation
+  std::int64_t journal_devices = 4000;
+  int fixtures = 8;
+  unsigned cores = 0;            // 0: this machine's
+};
+// The work no pipeline can skip per device, each operation timed alone on one thread
+// (floor.cpp): its CPU sum bounds devices/s on the machine's cores.
+nlohmann::json run_floor(const fs::path& work, const FloorOptions& o);
 
 // The table and the JSON from the parts' results in `dir`.
 nlohmann::json report(const fs::path& dir, std::ostream& table);

@@ -43,6 +43,13 @@ int main(int argc, char** argv) {
   records->add_option("--devices", ro.devices, "Devices (default 1000000)");
   records->add_flag("--line-journal", ro.line_journal, "Nine journal entries per device, as the line writes");
 
+  FloorOptions fo;
+  auto* floor = app.add_subcommand("floor", "The work no pipeline can skip per device, timed alone; the bound it sets");
+  floor->add_option("--seconds", fo.seconds, "Seconds per operation (default 1)");
+  floor->add_option("--journal-devices", fo.journal_devices, "Devices journaled for the journal's figure (default 4000)");
+  floor->add_option("--fixtures", fo.fixtures, "Fixtures, for the flush bound (default 8)");
+  floor->add_option("--cores", fo.cores, "Cores, for the CPU bound (default: this machine's)");
+
   fs::path results;
   fs::path json_out;
   auto* rep = app.add_subcommand("report", "The table (stdout) and the issue's JSON from the parts' results");
@@ -57,6 +64,7 @@ int main(int argc, char** argv) {
     else if (*line) out = run_line(work, lo);
     else if (*serial) out = run_line(work, so);
     else if (*records) out = run_records(work, ro);
+    else if (*floor) out = run_floor(work, fo);
     else if (*rep) {
       out = report(results, std::cout);
       if (!json_out.empty()) std::ofstream(json_out) << out.dump(2) << "\n";

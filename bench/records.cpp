@@ -68,27 +68,19 @@ Fake fake_device(std::int64_t i, std::int64_t batch_id, const std::string& issue
 
 }  // namespace
 
-nlohmann::json run_records(const fs::path& work, const RecordsOptions& o) {
-  const fs::path dir = work / "records";
-  make_station(dir, false);
-  core::Station station(dir, std::nullopt);
+// The records of `devices` provisioned devices of batch `batch`, queued through the
+// journal (Journal::commit_all) in chunks; returns the journal entries written.
+std::int64_t generate_records(core::Station& station, std::int64_t batch, std::int64_t devices, bool line_journal) {
   const std::string actor = core::os_user();
-  core::BatchSettings settings;
-  settings.product = "Bench Widget";
-  settings.quantity = o.devices;
-  settings.serial_pattern = "REC-{seq:07}";
-  const auto batch = core::open_batch(station, "RECORDS", settings, actor);
   const std::string issuer = station.records().active_ca("issuing")->key_id;
   auto& journal = station.journal();
-
-  const auto t0 = Clock::now();
   const std::int64_t chunk = 2048;
   std::int64_t entries = 0;
-  for (std::int64_t first = 1; first <= o.devices; first += chunk) {
-    const std::int64_t last = std::min(o.devices, first + chunk - 1);
+  for (std::int64_t first = 1; first <= devices; first += chunk) {
+    const std::int64_t last = std::min(devices, first + chunk - 1);
     std::vector<std::pair<db::EntryRequest, db::Mutation>> requests;
     for (std::int64_t i = first; i <= last; ++i) {
-      auto f = std::make_shared<Fake>(fake_device(i, batch.id, issuer, actor));
+      auto f = std::make_shared<Fake>(fake_device(i, batch, issuer, actor));
       const std::string subject = "device:" + f->device.serial;
       const std::string fixture = *f->device.fixture;
       auto add = [&](const std::string& action, nlohmann::json details, db::Mutation m) {
@@ -116,7 +108,7 @@ nlohmann::json run_records(const fs::path& work, const RecordsOptions& o) {
         rows.push_back(db::set_device_state(c, f->device.id, "labelled"));
         return rows;
       };
-      if (o.line_journal) {
+      if (line_journal) {
         add("device.detected", {{"chip_id", *f->device.chip_id}}, {});
         add("device.reserved", {{"chip_id", *f->device.chip_id}}, insert_device);
         add("device.keyed", {{"pkhash", f->identity.pkhash}, {"key_mode", "injected"}}, state("keyed"));
@@ -147,6 +139,23 @@ nlohmann::json run_records(const fs::path& work, const RecordsOptions& o) {
     entries += static_cast<std::int64_t>(requests.size());
     journal.commit_all(std::move(requests));
   }
+  return entries;
+}
+
+nlohmann::json run_records(const fs::path& work, const RecordsOptions& o) {
+  const fs::path dir = work / "records";
+  make_station(dir, false);
+  core::Station station(dir, std::nullopt);
+  const std::string actor = core::os_user();
+  core::BatchSettings settings;
+  settings.product = "Bench Widget";
+  settings.quantity = o.devices;
+  settings.serial_pattern = "REC-{seq:07}";
+  const auto batch = core::open_batch(station, "RECORDS", settings, actor);
+  const std::string issuer = station.records().active_ca("issuing")->key_id;
+
+  const auto t0 = Clock::now();
+  const std::int64_t entries = generate_records(station, batch.id, o.devices, o.line_journal);
   const double generate_s = seconds_since(t0);
 
   // Lookups on a fresh read-only connection, as an auditor's query would run.

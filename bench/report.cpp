@@ -1,6 +1,6 @@
 // The table and the JSON from the parts' result files (scripts/bench writes them):
-// hsm.json, line-N[-R].json (R: repeats), serial.json, baseline.json, records.json and
-// records-cli.json.
+// hsm.json, line-N[-R].json (R: repeats), serial.json, baseline.json, records.json,
+// records-cli.json and floor.json.
 #include <fstream>
 #include <map>
 #include <ostream>
@@ -35,6 +35,7 @@ nlohmann::json report(const fs::path& dir, std::ostream& t) {
   const auto baseline = load(dir / "baseline.json");
   const auto records = load(dir / "records.json");
   const auto records_cli = load(dir / "records-cli.json");
+  const auto floor = load(dir / "floor.json");
 
   // Runs of the line by size; the median run (by devices/s) stands for its size.
   std::map<std::int64_t, std::vector<nlohmann::json>> runs;
@@ -88,10 +89,14 @@ nlohmann::json report(const fs::path& dir, std::ostream& t) {
                                                              (*main_run)["per_device"]["challenges_verified"]},
                                                             {"journal_entries", (*main_run)["per_device"]["journal_entries"]}}
                                           : nlohmann::json::object();
-  // Beyond the keys: everything each part measured.
-  out["detail"] = {{"hsm", hsm.value_or(nullptr)},     {"line", line},
-                   {"serial", serial.value_or(nullptr)}, {"baseline", baseline.value_or(nullptr)},
-                   {"records", records.value_or(nullptr)}, {"records_cli", records_cli.value_or(nullptr)}};
+  // Beyond the keys: the bound the floor sets, and everything each part measured.
+  const double floor_rate = floor ? num(*floor, P("/floor_devices_per_s")) : 0;
+  out["floor_devices_per_s"] = floor_rate;
+  out["floor_cpu_us_per_device"] = floor ? num(*floor, P("/floor_cpu_us_per_device")) : 0;
+  out["detail"] = {{"hsm", hsm.value_or(nullptr)},         {"line", line},
+                   {"serial", serial.value_or(nullptr)},     {"baseline", baseline.value_or(nullptr)},
+                   {"records", records.value_or(nullptr)},   {"records_cli", records_cli.value_or(nullptr)},
+                   {"floor", floor.value_or(nullptr)}};
 
   const auto row = [&](const std::string& what, const std::string& figure, const std::string& note) {
     t << fmt::format("| {:<46} | {:>26} | {:<44} |\n", what, figure, note);
@@ -169,6 +174,21 @@ nlohmann::json report(const fs::path& dir, std::ostream& t) {
         "whole command, process start included");
     row("records: `station audit verify`, s", fmt::format("{:.1f}", num(*records_cli, P("/verify_s"))),
         (*records_cli).value("verify_ok", false) ? "ok" : "FAILED");
+  }
+  if (floor) {
+    const double us = num(*floor, P("/floor_cpu_us_per_device"));
+    const double cores = num(*floor, P("/cores"));
+    row("floor: CPU per device no pipeline can skip, us", fmt::format("{:.0f}", us),
+        fmt::format("<= {:.0f} devices/s on {:.0f} cores", floor_rate, cores));
+    std::string parts;
+    for (const auto& [name, op] : (*floor)["ops"].items())
+      parts += fmt::format("{}{} {:.0f}", parts.empty() ? "" : ", ", name, op["cpu_us"].get<double>());
+    t << "|   " << parts << "\n";
+    row("floor: 4,000 devices/s needs per device, us", fmt::format("{:.0f}", cores * 1e6 / 4000),
+        station > 0 ? fmt::format("the line runs at {} of the floor's bound", ratio(station, floor_rate)) : "");
+    row("floor: one durable flush (8 KiB), us", fmt::format("{:.0f}", num(*floor, P("/flush_us"))),
+        fmt::format("3 per device: <= {:.0f} devices/s with {:.0f} fixtures",
+                    num(*floor, P("/flush_bound_devices_per_s")), num(*floor, P("/fixtures"))));
   }
   return out;
 }

@@ -13,6 +13,7 @@ mkdir -p "$r"
 "$bench" --work "$work" line --devices 24 --fixtures 4 > "$r/line-24-1.json"
 "$bench" --work "$work" serial --devices 4 --fixtures 2 --baud 115200 --simdevice "$simdevice" > "$r/serial.json"
 "$bench" --work "$work" records --devices 300 > "$r/records.json"
+"$bench" --work "$work" floor --seconds 0.05 --journal-devices 50 > "$r/floor.json"
 if command -v qrencode >/dev/null; then
   "$baseline" "$work/baseline" 4 2 > "$r/baseline.json"
 else
@@ -22,7 +23,7 @@ echo '{"query_serial_ms": 1, "query_pkhash_ms": 1, "verify_s": 1, "verify_ok": t
 "$bench" report --dir "$r" --json "$work/out.json"
 for key in station_devices_per_s baseline_devices_per_s hsm_sign_per_s hsm_keygen_per_s serial_s_per_device \
   serial_wire_s_per_device rss_mb_by_devices s_per_device_by_devices query_ms_1m verify_s_1m per_device \
-  hsm_signatures challenges_verified journal_entries; do
+  hsm_signatures challenges_verified journal_entries floor_devices_per_s; do
   grep -q "\"$key\"" "$work/out.json" || { echo "smoke: key $key missing from the report" >&2; exit 1; }
 done
 # Nothing skipped: every device done, the journal verified, one signature and one
@@ -34,4 +35,11 @@ grep -q '"devices_done_in_db":4' "$r/serial.json"
 # The journal's own counters came through (transactions and WAL pages are not zero).
 grep -Eq '"journal_transactions":[0-9.]*[1-9]' "$r/line-24-1.json"
 grep -Eq '"wal_pages":[0-9.]*[1-9]' "$r/line-24-1.json"
+# The floor timed every step (each ran and took time) and printed its labels for real.
+for op in dpp_key dpp_uri certificate device_key_import pop_sign pop_verify label_zpl label_print_tcp \
+  journal_9_entries; do
+  grep -Eq "\"$op\":\{\"cpu_us\":[0-9.e-]*[1-9]" "$r/floor.json" || { echo "smoke: floor op $op missing" >&2; exit 1; }
+done
+grep -q '"journal_entries_per_device":9.0' "$r/floor.json"
+grep -Eq '"labels_printed":[1-9]' "$r/floor.json"
 echo "smoke: ok"
