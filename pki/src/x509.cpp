@@ -752,4 +752,40 @@ Bytes public_key_from_pem_or_der(const std::string& data) {
   return der_bytes;
 }
 
+Bytes public_key_from_csr(const std::string& data) {
+  if (data.size() > 65536) throw Error(Errc::parse_error, "too large for a certificate request (over 64 KiB)");
+  ossl::X509Req req;
+  if (data.find("-----BEGIN") != std::string::npos) {
+    const bool labelled = data.find("-----BEGIN CERTIFICATE REQUEST-----") != std::string::npos ||
+                          data.find("-----BEGIN NEW CERTIFICATE REQUEST-----") != std::string::npos;
+    if (!labelled)
+      throw Error(Errc::parse_error, "not a PEM certificate request (expected -----BEGIN CERTIFICATE REQUEST-----)");
+    ossl::Bio bio(ossl::check(::BIO_new_mem_buf(data.data(), static_cast<int>(data.size())), "BIO_new_mem_buf"));
+    req.reset(::PEM_read_bio_X509_REQ(bio.get(), nullptr, nullptr, nullptr));
+    if (!req) throw ossl::error("a malformed PEM certificate request", Errc::parse_error);
+  } else {
+    const auto* p = reinterpret_cast<const unsigned char*>(data.data());
+    req.reset(::d2i_X509_REQ(nullptr, &p, static_cast<long>(data.size())));
+    if (!req) throw ossl::error("not a certificate request (PEM or DER PKCS#10)", Errc::parse_error);
+    if (p != reinterpret_cast<const unsigned char*>(data.data()) + data.size())
+      throw Error(Errc::parse_error, "the certificate request is followed by other bytes");
+  }
+  EVP_PKEY* key = ::X509_REQ_get0_pubkey(req.get());
+  if (key == nullptr) throw ossl::error("the certificate request's public key cannot be read", Errc::parse_error);
+  ::ERR_clear_error();
+  if (::X509_REQ_verify(req.get(), key) != 1) {
+    ::ERR_clear_error();
+    throw Error(Errc::invalid_argument,
+                "the certificate request's signature does not verify with its own public key: it does not prove "
+                "possession of the private key (make the request again on the device)");
+  }
+  X509_PUBKEY* pub = ::X509_REQ_get_X509_PUBKEY(req.get());
+  unsigned char* der = nullptr;
+  const int n = ::i2d_X509_PUBKEY(pub, &der);
+  if (n <= 0) throw ossl::error("i2d_X509_PUBKEY", Errc::parse_error);
+  Bytes out(der, der + n);
+  ::OPENSSL_free(der);
+  return out;
+}
+
 }  // namespace station::pki

@@ -310,6 +310,100 @@ TEST(StationIssue, ASerialIsNeverIssuedTwice) {
   EXPECT_EQ(st.count_devices("ACME-2"), 0);
 }
 
+// What `device.issued` says of how the key was proven, for the device `serial`.
+std::string issued_proof(const StationDir& st, const std::string& serial) {
+  sqlite3* db = nullptr;
+  EXPECT_EQ(sqlite3_open_v2((st.data() / "station.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
+  sqlite3_stmt* q = nullptr;
+  sqlite3_prepare_v2(db,
+                     "SELECT json_type(details, '$.proof'), json_extract(details, '$.proof') FROM journal "
+                     "WHERE action = 'device.issued' AND subject = ?",
+                     -1, &q, nullptr);
+  const std::string subject = "device:" + serial;
+  sqlite3_bind_text(q, 1, subject.c_str(), -1, SQLITE_TRANSIENT);
+  std::string out = "(no entry)";
+  if (sqlite3_step(q) == SQLITE_ROW) {
+    const auto* type = sqlite3_column_text(q, 0);
+    const auto* value = sqlite3_column_text(q, 1);
+    out = type == nullptr ? "(absent)" : value == nullptr ? "null" : reinterpret_cast<const char*>(value);
+  }
+  sqlite3_finalize(q);
+  sqlite3_close(db);
+  return out;
+}
+
+TEST(StationIssue, ACertificateRequestProvesPossessionAndOnlyItsKeyIsCertified) {
+  StationDir st;
+  const auto root = st.root_pem();
+  auto csr_of = [&](const std::string& name, const std::string& form) {
+    const auto key = st.file(name + ".key"), csr = st.file(name + ".csr");
+    EXPECT_EQ(run({"openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", key.string()}).exit_code, 0);
+    // The subject the requester asks for is not what it gets: the profile names the subject.
+    EXPECT_EQ(run({"openssl", "req", "-new", "-key", key.string(), "-subj", "/CN=admin/O=Someone Else", "-outform", form,
+                   "-out", csr.string()})
+                  .exit_code,
+              0);
+    return std::make_pair(key, csr);
+  };
+  auto issue_csr = [&](const fs::path& csr, const std::string& serial) {
+    return run({station_bin(), "issue", "--data", st.data().string(), "--csr", csr.string(), "--serial", serial});
+  };
+  for (const std::string form : {"PEM", "DER"}) {
+    const auto [key, csr] = csr_of("dev-" + form, form);
+    const std::string serial = "CSR-" + form;
+    const auto r = issue_csr(csr, serial);
+    ASSERT_EQ(r.exit_code, 0) << form << ": " << r.err;
+    const auto chain = st.file(form + ".chain.pem");
+    write_file(chain, r.out);
+    const auto v = run({"openssl", "verify", "-x509_strict", "-CAfile", root.string(), "-untrusted", chain.string(),
+                        chain.string()});
+    EXPECT_EQ(v.out, chain.string() + ": OK\n") << v.err;
+    const auto certified = run({"sh", "-c", "openssl x509 -in " + chain.string() +
+                                                " -noout -pubkey | openssl pkey -pubin -outform DER | sha256sum"});
+    const auto held = run({"sh", "-c", "openssl pkey -in " + key.string() + " -pubout -outform DER | sha256sum"});
+    EXPECT_EQ(certified.out, held.out) << form;
+    const auto subject = run({"openssl", "x509", "-in", chain.string(), "-noout", "-subject"}).out;
+    EXPECT_EQ(subject.find("admin"), std::string::npos) << subject;
+    EXPECT_NE(subject.find(serial), std::string::npos) << subject;
+    EXPECT_EQ(issued_proof(st, serial), "csr");
+  }
+
+  // A request whose signature does not verify proves nothing: refused, nothing recorded.
+  const auto [key, csr] = csr_of("forged", "DER");
+  std::string der = read_file(csr);
+  der[der.size() - 5] = static_cast<char>(der[der.size() - 5] ^ 0x01);  // inside the signature
+  write_file(st.file("forged-bad.csr"), der);
+  auto r = issue_csr(st.file("forged-bad.csr"), "CSR-FORGED");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not prove possession"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("forged-bad.csr"), std::string::npos) << r.err;
+  EXPECT_EQ(st.count_devices("CSR-FORGED"), 0);
+  // Not a request at all, in either form; a request with bytes after it.
+  write_file(st.file("text.csr"), "hello");
+  r = issue_csr(st.file("text.csr"), "CSR-X");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not a certificate request"), std::string::npos) << r.err;
+  r = issue_csr(st.make_pubkey("prime256v1", "plain"), "CSR-X");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("not a PEM certificate request"), std::string::npos) << r.err;
+  write_file(st.file("trailing.csr"), read_file(csr) + "x");
+  r = issue_csr(st.file("trailing.csr"), "CSR-X");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("followed by other bytes"), std::string::npos) << r.err;
+  EXPECT_EQ(st.count_devices("CSR-X"), 0);
+  // One source of the key: both or neither is refused.
+  r = run({station_bin(), "issue", "--data", st.data().string(), "--csr", csr.string(), "--pubkey",
+           st.file("plain.pub").string(), "--serial", "CSR-Y"});
+  EXPECT_NE(r.exit_code, 0);
+  r = run({station_bin(), "issue", "--data", st.data().string(), "--serial", "CSR-Y"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--pubkey FILE or --csr FILE"), std::string::npos) << r.err;
+  EXPECT_EQ(st.count_devices("CSR-Y"), 0);
+  // A key given as it is: the caller vouches for it, and the journal says so.
+  ASSERT_EQ(st.issue(st.file("plain.pub"), "PLAIN-1").exit_code, 0);
+  EXPECT_EQ(issued_proof(st, "PLAIN-1"), "null");
+}
+
 TEST(StationIssue, BadInputGivesOneLineReasons) {
   StationDir st;
   write_file(st.file("junk.pem"), "-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n");

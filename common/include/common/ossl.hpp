@@ -36,6 +36,7 @@ using X509Crl = std::unique_ptr<X509_CRL, Deleter<X509_CRL_free>>;
 using X509Store = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
 using X509StoreCtx = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
 using X509PubkeyPtr = std::unique_ptr<X509_PUBKEY, Deleter<X509_PUBKEY_free>>;
+using X509Req = std::unique_ptr<X509_REQ, Deleter<X509_REQ_free>>;
 using Bio = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
 using Bignum = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
 using BnCtx = std::unique_ptr<BN_CTX, Deleter<BN_CTX_free>>;

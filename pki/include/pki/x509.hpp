@@ -82,6 +82,12 @@ std::string to_pem(ByteView der, const char* label = "CERTIFICATE");
 std::vector<Bytes> certificates_from_pem(const std::string& pem);
 // A public key from PEM ("PUBLIC KEY") or DER SubjectPublicKeyInfo, as SPKI DER.
 Bytes public_key_from_pem_or_der(const std::string& data);
+// The public key of a PKCS#10 certificate request (RFC 2986; PEM "CERTIFICATE REQUEST" or
+// DER), as the SPKI DER it carries, once the request's signature verifies with that key:
+// proof that whoever made the request holds the private key. Only the key is taken (the
+// profile names the subject). Errc::parse_error for what is not one request, with nothing
+// after it; Errc::invalid_argument when its signature does not verify.
+Bytes public_key_from_csr(const std::string& data);
 
 // Whether a certificate serial was ever issued. The station's records implement it, so
 // a repeating random source can never produce a duplicate.

@@ -445,7 +445,8 @@ IssueResult issue_device_certificate(Station& station, const IssueRequest& req) 
             {"issuer", identity.issuer_key_id}, {"profile", identity.profile}, {"pkhash", identity.pkhash},
             {"key_mode", identity.key_mode},
             {"cert_pkhash", cert_pkhash},
-            {"reprovisioned", reissue.has_value()}}},
+            {"reprovisioned", reissue.has_value()},
+            {"proof", req.proof.empty() ? nlohmann::json(nullptr) : nlohmann::json(req.proof)}}},
           [&](db::Connection& conn) {
             const auto now_issuer = db::issuing_ca_at(conn, db::now_rfc3339());
             if (!now_issuer || now_issuer->key_id != issuing.key_id) {

@@ -138,6 +138,9 @@ struct IssueRequest {
   std::string profile;            // empty: the config's default profile
   std::string key_mode = "external";
   std::optional<std::string> dpp_uri;
+  // How the requester showed it holds the private key: "csr" (a PKCS#10 request whose
+  // signature verified), or empty when the caller vouches for the key. Journaled.
+  std::string proof;
 };
 
 struct IssueResult {
