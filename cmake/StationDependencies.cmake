@@ -9,6 +9,7 @@ find_package(nlohmann_json 3.10 REQUIRED)
 find_package(spdlog REQUIRED)
 pkg_check_modules(P11KIT REQUIRED IMPORTED_TARGET p11-kit-1)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+pkg_check_modules(PQ REQUIRED IMPORTED_TARGET libpq)         # shared records (db/shared.hpp)
 
 # The default PKCS#11 module: Debian's SoftHSM2.
 set(STATION_DEFAULT_PKCS11_MODULE "/usr/lib/softhsm/libsofthsm2.so" CACHE FILEPATH "Default PKCS#11 module")

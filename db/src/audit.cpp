@@ -142,6 +142,8 @@ std::int64_t write_bundle(Connection& c, CheckpointSigner& signer, const ExportF
     params.push_back(*f.batch);
     params.push_back(*f.batch);
   }
+  if (f.from_seq) where += " AND j.seq >= " + std::to_string(*f.from_seq);
+  if (f.to_seq) where += " AND j.seq <= " + std::to_string(*f.to_seq);
   std::set<std::int64_t> matching;
   {
     auto st = c.prepare("SELECT j.seq FROM journal j " + where + " ORDER BY j.seq");
@@ -150,7 +152,7 @@ std::int64_t write_bundle(Connection& c, CheckpointSigner& signer, const ExportF
   }
   std::int64_t first = matching.empty() ? 0 : *matching.begin();
   std::int64_t last = matching.empty() ? -1 : *matching.rbegin();
-  if (!matching.empty()) {
+  if (!matching.empty() && !f.to_seq) {
     auto st = c.prepare("SELECT min(seq) FROM checkpoints WHERE seq >= ?");
     st.bind(1, last);
     if (st.step() && !st.is_null(0)) last = st.int64(0);

@@ -44,6 +44,7 @@ int main(int argc, char** argv) {
   station::cli::register_user(app, ctx);
   station::cli::register_device(app, ctx);
   station::cli::register_line(app, ctx);
+  station::cli::register_shared(app, ctx);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

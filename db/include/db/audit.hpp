@@ -38,6 +38,9 @@ std::vector<Entry> journal_entries_for(Connection& c, const std::string& subject
 
 struct ExportFilter {
   std::optional<std::string> since, until, batch;
+  // Entries by sequence number. With to_seq the bundle ends at it exactly (not at the
+  // checkpoint that covers it): shared-records segments (db/shared.hpp) are cut this way.
+  std::optional<std::int64_t> from_seq, to_seq;
 };
 
 // Writes a bundle as JSON lines: a header, every CA and audit certificate, the journal

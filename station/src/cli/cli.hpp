@@ -38,6 +38,7 @@ void register_label(CLI::App& app, Context& ctx);   // station label render|prin
 void register_user(CLI::App& app, Context& ctx);    // station user add
 void register_device(CLI::App& app, Context& ctx);  // station device reprovision
 void register_line(CLI::App& app, Context& ctx);    // station demo, station serve
+void register_shared(CLI::App& app, Context& ctx);  // station shared push|verify|query
 
 // The options every command that acts as a user takes: the station's folder (or config), the
 // user's token, and JSON output.

@@ -167,7 +167,7 @@ StationConfig parse_config(std::string_view text, const std::filesystem::path& f
   c.data_dir = c.config_file.parent_path();
 
   static const std::set<std::string> kSections = {"station",  "hsm",  "ca",       "database",  "issue", "profiles",
-                                                  "fixtures", "line", "http", "printers", "templates"};
+                                                  "fixtures", "line", "http", "printers", "templates", "shared"};
   for (const auto& [k, v] : root) {
     const std::string key(k.str());
     if (kSections.count(key) == 0)
@@ -272,6 +272,21 @@ StationConfig parse_config(std::string_view text, const std::filesystem::path& f
   http.integer("read_timeout_ms", c.http.read_timeout_ms, 100, 600000);
   http.integer("max_connections", c.http.max_connections, 1, 10000);
   http.finish();
+
+  Section shared(sub_table(root, "shared", file), "shared", file);
+  shared.string("url", c.shared.url);
+  shared.finish();
+  if (!c.shared.url.empty() && c.shared.url.rfind("file:", 0) != 0 && c.shared.url.rfind("env:", 0) != 0) {
+    std::string lower = c.shared.url;
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    const auto scheme = lower.find("://");
+    const auto at = lower.find('@');
+    const bool uri_password = scheme != std::string::npos && at != std::string::npos &&
+                              lower.substr(scheme + 3, at - scheme - 3).find(':') != std::string::npos;
+    if (lower.find("password") != std::string::npos || uri_password)
+      shared.fail("url", "holds a password: give it by reference, file:PATH or env:VAR (or use ~/.pgpass or a "
+                         "client certificate)");
+  }
 
   if (const toml::table* fixtures = sub_table(root, "fixtures", file)) {
     std::set<std::string> ports;

@@ -62,6 +62,13 @@ struct HttpSection {
   int max_connections = 64;
 };
 
+// Shared records for many stations (db/shared.hpp, docs/records.md): a PostgreSQL
+// connection string (libpq: "host=... dbname=... user=..." or postgresql://...). It may
+// hold a password, so it is given by reference (file:PATH, env:VAR) unless it holds none.
+struct SharedSection {
+  std::string url;  // empty: this station keeps its records to itself
+};
+
 struct StationConfig {
   std::filesystem::path data_dir;                  // folder of the config file
   std::filesystem::path config_file;
@@ -74,6 +81,7 @@ struct StationConfig {
   std::vector<FixtureSection> fixtures;            // sorted by number
   LineSection line;
   HttpSection http;
+  SharedSection shared;
   std::map<std::string, labels::PrinterConfig> printers;
   std::map<std::string, labels::Template> templates;  // besides the built-in ones
 
