@@ -3,7 +3,14 @@
 // `station` binary; auditors query across stations and verify each station's records against
 // its root; tampering with any shared table is found; a database whose history differs from
 // what was pushed is refused.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
@@ -193,6 +200,81 @@ TEST(SharedRecords, ADatabaseWhoseHistoryDiffersFromWhatWasPushedIsRefused) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("hold 99999 journal entries"), std::string::npos) << r.err;
   EXPECT_EQ(pg.psql("SELECT count(*) FROM shared_entries").out, entries_before);
+}
+
+// `station serve` in the background (stdout and stderr to `log`), stopped by SIGTERM.
+class Serving {
+ public:
+  Serving(const StationDir& st, const fs::path& log) {
+    std::vector<std::string> args = {station_bin(), "serve", "--data", st.data().string(), "--listen", "127.0.0.1:0"};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    EXPECT_EQ(posix_spawn(&pid_, argv[0], &fa, nullptr, argv.data(), environ), 0);
+    posix_spawn_file_actions_destroy(&fa);
+  }
+  Serving(const Serving&) = delete;
+  Serving& operator=(const Serving&) = delete;
+  ~Serving() {
+    if (pid_ > 0) stop();
+  }
+  int stop() {
+    ::kill(pid_, SIGTERM);
+    int status = 0;
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+TEST(SharedRecords, ServePushesByItselfAndOnceMoreWhenItStops) {
+  PgServer pg;
+  ASSERT_TRUE(pg.ok());
+  StationDir st;
+  // The connection string in a file beside the config (file: reference).
+  write_file(st.data() / "shared.url", pg.conninfo() + "\n");
+  write_file(st.data() / "station.conf", read_file(st.data() / "station.conf") +
+                                             "\n[shared]\nurl = 'file:shared.url'\npush_every_s = 1\n");
+  auto found = [&](const std::string& serial) {
+    const auto r = run({station_bin(), "shared", "query", "--data", st.data().string(), "--serial", serial, "--json"});
+    return r.exit_code == 0 && nlohmann::json::parse(r.out).size() == 1;
+  };
+  {
+    Serving serve(st, st.file("serve.log"));
+    ASSERT_EQ(st.issue(st.make_pubkey("prime256v1", "s1"), "SRV-1").exit_code, 0);
+    bool seen = false;
+    for (int k = 0; k < 100 && !seen; ++k) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      seen = found("SRV-1");
+    }
+    EXPECT_TRUE(seen) << read_file(st.file("serve.log"));
+    EXPECT_NE(read_file(st.file("serve.log")).find("pushing records to the shared database every 1 s"),
+              std::string::npos);
+  }
+  // A long interval: what happens after the start is pushed when serve stops.
+  write_file(st.data() / "station.conf", [&] {
+    auto conf = read_file(st.data() / "station.conf");
+    conf.replace(conf.find("push_every_s = 1"), 16, "push_every_s = 3600");
+    return conf;
+  }());
+  {
+    Serving serve(st, st.file("serve2.log"));
+    std::this_thread::sleep_for(std::chrono::seconds(2));  // past the push at start
+    ASSERT_EQ(st.issue(st.make_pubkey("prime256v1", "s2"), "SRV-2").exit_code, 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    EXPECT_FALSE(found("SRV-2"));
+    EXPECT_EQ(serve.stop(), 0) << read_file(st.file("serve2.log"));
+  }
+  EXPECT_TRUE(found("SRV-2"));
+  const auto v = run({station_bin(), "shared", "verify", "--data", st.data().string(), "--trust", st.root_pem().string()});
+  EXPECT_EQ(v.exit_code, 0) << v.out << v.err;
 }
 
 TEST(SharedRecords, TheConnectionStringIsASecretAndItsAbsenceIsNamed) {

@@ -29,6 +29,7 @@
 #include "db/records.hpp"
 #include "core/labelling.hpp"
 #include "http/server.hpp"
+#include "core/shared_push.hpp"
 #include "labels/render.hpp"
 
 namespace station::cli {
@@ -489,6 +490,13 @@ void serve(const ServeOptions& o) {
   core::Station station(o.data, o.config);
   const std::string actor = core::os_user();
   for (const auto& line : core::recover_in_flight(station, actor)) std::cout << "recovered " << line << "\n";
+  // Shared records: pushed on a thread of their own, and once more when serve stops.
+  std::unique_ptr<core::SharedPusher> pusher;
+  if (!station.config().shared.url.empty() && station.config().shared.push_every_s > 0) {
+    pusher = std::make_unique<core::SharedPusher>(station, std::chrono::seconds(station.config().shared.push_every_s));
+    std::cout << "pushing records to the shared database every " << station.config().shared.push_every_s << " s"
+              << std::endl;
+  }
 
   core::EventBus bus;
   CurrentLine current(station.config().fixtures);

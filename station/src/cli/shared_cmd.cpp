@@ -1,6 +1,5 @@
 // station shared push|verify|query: the records of many stations in one PostgreSQL database
 // (db/shared.hpp, docs/records.md "Shared records").
-#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <memory>
@@ -11,6 +10,7 @@
 
 #include "cli/cli.hpp"
 #include "core/config.hpp"
+#include "core/shared_push.hpp"
 #include "core/station.hpp"
 #include "db/shared.hpp"
 #include "pki/x509.hpp"
@@ -19,28 +19,6 @@ namespace station::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-// The connection string from `ref` (file:PATH, env:VAR, or the string itself); `where` names
-// the setting in messages. Relative paths are relative to `base`.
-SecretString conninfo_of(const std::string& ref, const fs::path& base, const std::string& where) {
-  if (ref.rfind("env:", 0) == 0) {
-    const char* v = std::getenv(ref.substr(4).c_str());
-    if (v == nullptr || *v == '\0')
-      throw Error(Errc::config_error, fmt::format("{} = {}: the variable {} is not set", where, ref, ref.substr(4)));
-    return SecretString(std::string(v));
-  }
-  if (ref.rfind("file:", 0) == 0) {
-    fs::path p = ref.substr(5);
-    if (p.is_relative()) p = base / p;
-    std::ifstream in(p, std::ios::binary);
-    std::string line;
-    if (!in || !std::getline(in, line))
-      throw Error(Errc::config_error, fmt::format("{} = {}: {} is missing or empty", where, ref, p.string()));
-    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.pop_back();
-    return SecretString(std::move(line));
-  }
-  return SecretString(std::string(ref));
-}
 
 struct Target {
   std::optional<fs::path> data;
@@ -63,15 +41,11 @@ SecretString target_conninfo(const Target& t) {
     if (t.url->rfind("file:", 0) != 0 && t.url->rfind("env:", 0) != 0 && t.url->find("password") != std::string::npos)
       throw Error(Errc::invalid_argument,
                   "--url holds a password, which would show in the process list: give it as file:PATH or env:VAR");
-    return conninfo_of(*t.url, fs::current_path(), "--url");
+    return core::conninfo_of(*t.url, fs::current_path(), "--url");
   }
   if (!t.data && !t.config)
     throw Error(Errc::invalid_argument, "name the shared database: --data DIR (its [shared] url) or --url file:PATH|env:VAR");
-  const auto config = core::load_station_config(t.data.value_or(fs::path()), t.config);
-  if (config.shared.url.empty())
-    throw Error(Errc::config_error, fmt::format("{} has no [shared] url: add one (docs/records.md, \"Shared records\")",
-                                                config.config_file.string()));
-  return conninfo_of(config.shared.url, config.data_dir, "[shared] url");
+  return core::shared_conninfo(core::load_station_config(t.data.value_or(fs::path()), t.config));
 }
 
 struct PushOptions {

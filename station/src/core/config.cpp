@@ -275,6 +275,7 @@ StationConfig parse_config(std::string_view text, const std::filesystem::path& f
 
   Section shared(sub_table(root, "shared", file), "shared", file);
   shared.string("url", c.shared.url);
+  shared.integer("push_every_s", c.shared.push_every_s, 0, 86400);
   shared.finish();
   if (!c.shared.url.empty() && c.shared.url.rfind("file:", 0) != 0 && c.shared.url.rfind("env:", 0) != 0) {
     std::string lower = c.shared.url;

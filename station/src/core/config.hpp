@@ -66,7 +66,8 @@ struct HttpSection {
 // connection string (libpq: "host=... dbname=... user=..." or postgresql://...). It may
 // hold a password, so it is given by reference (file:PATH, env:VAR) unless it holds none.
 struct SharedSection {
-  std::string url;  // empty: this station keeps its records to itself
+  std::string url;        // empty: this station keeps its records to itself
+  int push_every_s = 60;  // `station serve` pushes this often (0: only `station shared push`)
 };
 
 struct StationConfig {
