@@ -9,6 +9,7 @@
 
 #include <filesystem>
 #include <random>
+#include <stdlib.h>
 #include <string>
 #include <vector>
 
@@ -27,11 +28,19 @@ class PgServer {
     }
     std::random_device rd;
     port_ = 20000 + static_cast<int>(rd() % 40000);
-    const auto data = dir_.path() / "pgdata";
+    // Under /tmp, not $TMPDIR: under root the `postgres` user must reach the folder (and its
+    // socket), which a $TMPDIR inside root's home would not let it.
+    std::string tmpl = "/tmp/station-pg-XXXXXX";
+    if (::mkdtemp(tmpl.data()) == nullptr) {
+      ADD_FAILURE() << "cannot make a folder for the PostgreSQL server under /tmp";
+      return;
+    }
+    dir_ = tmpl;
+    const auto data = dir_ / "pgdata";
     if (::geteuid() == 0) {
       // The server's own user must own its folders.
-      run({"chown", "postgres", dir_.path().string()});
-      run({"chmod", "755", dir_.path().string()});
+      run({"chown", "postgres", dir_.string()});
+      run({"chmod", "755", dir_.string()});
     }
     auto r = as_server({(bin_ / "initdb").string(), "-D", data.string(), "-U", "postgres", "--auth=trust",
                         "--no-sync", "-E", "UTF8", "--locale=C"});
@@ -39,14 +48,14 @@ class PgServer {
       ADD_FAILURE() << "initdb failed: " << r.out << r.err;
       return;
     }
-    r = as_server({(bin_ / "pg_ctl").string(), "-D", data.string(), "-l", (dir_.path() / "server.log").string(), "-w",
+    r = as_server({(bin_ / "pg_ctl").string(), "-D", data.string(), "-l", (dir_ / "server.log").string(), "-w",
                    "-o",
-                   "-k " + dir_.path().string() + " -p " + std::to_string(port_) +
+                   "-k " + dir_.string() + " -p " + std::to_string(port_) +
                        " -c listen_addresses='' -c fsync=off -c synchronous_commit=off",
                    "start"});
     if (r.exit_code != 0) {
       ADD_FAILURE() << "the PostgreSQL server did not start: " << r.out << r.err
-                    << read_file(dir_.path() / "server.log");
+                    << read_file(dir_ / "server.log");
       return;
     }
     started_ = true;
@@ -55,13 +64,15 @@ class PgServer {
   PgServer& operator=(const PgServer&) = delete;
   ~PgServer() {
     if (started_)
-      as_server({(bin_ / "pg_ctl").string(), "-D", (dir_.path() / "pgdata").string(), "-m", "immediate", "-w", "stop"});
+      as_server({(bin_ / "pg_ctl").string(), "-D", (dir_ / "pgdata").string(), "-m", "immediate", "-w", "stop"});
+    std::error_code ec;
+    if (!dir_.empty()) std::filesystem::remove_all(dir_, ec);
   }
 
   bool ok() const noexcept { return started_; }
   // A libpq connection string (no password: trust authentication on the private socket).
   std::string conninfo() const {
-    return "host=" + dir_.path().string() + " port=" + std::to_string(port_) + " dbname=postgres user=postgres";
+    return "host=" + dir_.string() + " port=" + std::to_string(port_) + " dbname=postgres user=postgres";
   }
   // Runs SQL through psql (the tests' hand on the shared database); stdout is the result.
   RunResult psql(const std::string& sql) const {
@@ -82,7 +93,7 @@ class PgServer {
     return run(argv);
   }
 
-  TempDir dir_{"station-pg"};
+  std::filesystem::path dir_;
   std::filesystem::path bin_;
   int port_ = 0;
   bool started_ = false;
