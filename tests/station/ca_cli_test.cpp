@@ -2,7 +2,6 @@
 // real SoftHSM2 token in each test's own data folder, and openssl, certtool and
 // pkcs11-tool as independent judges.
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <csignal>
 #include <nlohmann/json.hpp>
@@ -280,19 +279,14 @@ TEST(StationIssue, ASeparateKeyProfileCertifiesPubkeyAndBindsTheDppPubkey) {
   const auto given = run({"sh", "-c", "openssl pkey -pubin -in " + cert_key.string() + " -outform DER | sha256sum"});
   EXPECT_EQ(certified.out, given.out);
   // The record names the DPP key (what auditors look devices up by) and the journal both.
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2((st.data() / "station.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* q = nullptr;
-  sqlite3_prepare_v2(db,
-                     "SELECT i.pkhash, json_extract(j.details, '$.pkhash'), json_extract(j.details, '$.cert_pkhash') "
-                     "FROM identities i, journal j WHERE j.action = 'device.issued' AND j.subject = 'device:SPLIT-1'",
-                     -1, &q, nullptr);
-  ASSERT_EQ(sqlite3_step(q), SQLITE_ROW);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 0))), hash);
-  EXPECT_EQ(std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, 1))), hash);
-  EXPECT_EQ(sqlite3_column_bytes(q, 2), 64);
-  sqlite3_finalize(q);
-  sqlite3_close(db);
+  const auto rec = st.row(
+      "SELECT i.pkhash, json_extract(j.details, '$.pkhash'), json_extract(j.details, '$.cert_pkhash') "
+      "FROM identities i, journal j WHERE j.action = 'device.issued' AND j.subject = 'device:SPLIT-1'");
+  ASSERT_EQ(rec.size(), 3u);
+  EXPECT_EQ(rec[0], hash);
+  EXPECT_EQ(rec[1], hash);
+  ASSERT_TRUE(rec[2].has_value());
+  EXPECT_EQ(rec[2]->size(), 64u);
 }
 
 TEST(StationIssue, ASerialIsNeverIssuedTwice) {
@@ -312,24 +306,11 @@ TEST(StationIssue, ASerialIsNeverIssuedTwice) {
 
 // What `device.issued` says of how the key was proven, for the device `serial`.
 std::string issued_proof(const StationDir& st, const std::string& serial) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open_v2((st.data() / "station.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
-  sqlite3_stmt* q = nullptr;
-  sqlite3_prepare_v2(db,
-                     "SELECT json_type(details, '$.proof'), json_extract(details, '$.proof') FROM journal "
-                     "WHERE action = 'device.issued' AND subject = ?",
-                     -1, &q, nullptr);
-  const std::string subject = "device:" + serial;
-  sqlite3_bind_text(q, 1, subject.c_str(), -1, SQLITE_TRANSIENT);
-  std::string out = "(no entry)";
-  if (sqlite3_step(q) == SQLITE_ROW) {
-    const auto* type = sqlite3_column_text(q, 0);
-    const auto* value = sqlite3_column_text(q, 1);
-    out = type == nullptr ? "(absent)" : value == nullptr ? "null" : reinterpret_cast<const char*>(value);
-  }
-  sqlite3_finalize(q);
-  sqlite3_close(db);
-  return out;
+  const auto r = st.row("SELECT json_type(details, '$.proof'), json_extract(details, '$.proof') FROM journal "
+                        "WHERE action = 'device.issued' AND subject = ?",
+                        {"device:" + serial});
+  if (r.empty()) return "(no entry)";
+  return !r[0] ? "(absent)" : !r[1] ? "null" : *r[1];
 }
 
 TEST(StationIssue, ACertificateRequestProvesPossessionAndOnlyItsKeyIsCertified) {

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -69,17 +70,29 @@ class StationDir {
     return path;
   }
 
-  long long count_devices(const std::string& serial) const {
+  // The first row `sql` gives on the station's database (read-only), its columns as text
+  // (nullopt for NULL); empty when there is none. `params` bind the ?s in order.
+  std::vector<std::optional<std::string>> row(const std::string& sql, const std::vector<std::string>& params = {}) const {
     sqlite3* db = nullptr;
-    sqlite3_open_v2((data() / "station.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    std::vector<std::optional<std::string>> out;
+    EXPECT_EQ(sqlite3_open_v2((data() / "station.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr), SQLITE_OK);
     sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, "SELECT count(*) FROM devices WHERE serial = ?", -1, &st, nullptr);
-    sqlite3_bind_text(st, 1, serial.c_str(), -1, SQLITE_TRANSIENT);
-    sqlite3_step(st);
-    const long long n = sqlite3_column_int64(st, 0);
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr), SQLITE_OK) << sql;
+    for (std::size_t k = 0; k < params.size(); ++k)
+      sqlite3_bind_text(st, static_cast<int>(k + 1), params[k].c_str(), -1, SQLITE_TRANSIENT);
+    if (st != nullptr && sqlite3_step(st) == SQLITE_ROW)
+      for (int c = 0; c < sqlite3_column_count(st); ++c) {
+        const auto* text = sqlite3_column_text(st, c);
+        out.push_back(text == nullptr ? std::nullopt
+                                      : std::optional<std::string>(reinterpret_cast<const char*>(text)));
+      }
     sqlite3_finalize(st);
     sqlite3_close(db);
-    return n;
+    return out;
+  }
+
+  long long count_devices(const std::string& serial) const {
+    return std::stoll(row("SELECT count(*) FROM devices WHERE serial = ?", {serial}).at(0).value());
   }
 
   // Rewrites station.conf with `from` replaced by `to`, into a copy; returns its path.
