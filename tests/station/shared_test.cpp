@@ -291,9 +291,12 @@ TEST(SharedRecords, TheConnectionStringIsASecretAndItsAbsenceIsNamed) {
                                   "uri.conf");
   r = run({station_bin(), "shared", "push", "--config", uri.string()});
   EXPECT_NE(r.err.find("holds a password"), std::string::npos) << r.err;
-  r = run({station_bin(), "shared", "query", "--url", "host=db.example password=hunter2"});
-  EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("process list"), std::string::npos) << r.err;
+  for (const std::string url : {"host=db.example password=hunter2", "postgresql://rec:hunter2@db.example/records"}) {
+    r = run({station_bin(), "shared", "query", "--url", url});
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.err.find("process list"), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("hunter2"), std::string::npos) << r.err;
+  }
   r = run({station_bin(), "shared", "query", "--url", "env:STATION_TEST_UNSET_URL"}, {{"STATION_TEST_UNSET_URL", ""}});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("STATION_TEST_UNSET_URL is not set"), std::string::npos) << r.err;

@@ -38,7 +38,7 @@ void add_target(CLI::App* cmd, Target& t) {
 
 SecretString target_conninfo(const Target& t) {
   if (t.url) {
-    if (t.url->rfind("file:", 0) != 0 && t.url->rfind("env:", 0) != 0 && t.url->find("password") != std::string::npos)
+    if (core::conninfo_holds_password(*t.url))
       throw Error(Errc::invalid_argument,
                   "--url holds a password, which would show in the process list: give it as file:PATH or env:VAR");
     return core::conninfo_of(*t.url, fs::current_path(), "--url");

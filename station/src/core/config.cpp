@@ -154,6 +154,17 @@ StationConfig load_config(const std::filesystem::path& file) {
   return parse_config(text.str(), file);
 }
 
+bool conninfo_holds_password(const std::string& value) {
+  if (value.rfind("file:", 0) == 0 || value.rfind("env:", 0) == 0) return false;  // a reference
+  std::string lower = value;
+  for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  const auto scheme = lower.find("://");
+  const auto at = lower.find('@');
+  const bool uri_password = scheme != std::string::npos && at != std::string::npos && at > scheme &&
+                            lower.substr(scheme + 3, at - scheme - 3).find(':') != std::string::npos;
+  return lower.find("password") != std::string::npos || uri_password;
+}
+
 StationConfig parse_config(std::string_view text, const std::filesystem::path& file) {
   toml::table root;
   try {
@@ -277,17 +288,9 @@ StationConfig parse_config(std::string_view text, const std::filesystem::path& f
   shared.string("url", c.shared.url);
   shared.integer("push_every_s", c.shared.push_every_s, 0, 86400);
   shared.finish();
-  if (!c.shared.url.empty() && c.shared.url.rfind("file:", 0) != 0 && c.shared.url.rfind("env:", 0) != 0) {
-    std::string lower = c.shared.url;
-    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    const auto scheme = lower.find("://");
-    const auto at = lower.find('@');
-    const bool uri_password = scheme != std::string::npos && at != std::string::npos &&
-                              lower.substr(scheme + 3, at - scheme - 3).find(':') != std::string::npos;
-    if (lower.find("password") != std::string::npos || uri_password)
-      shared.fail("url", "holds a password: give it by reference, file:PATH or env:VAR (or use ~/.pgpass or a "
-                         "client certificate)");
-  }
+  if (conninfo_holds_password(c.shared.url))
+    shared.fail("url", "holds a password: give it by reference, file:PATH or env:VAR (or use ~/.pgpass or a "
+                       "client certificate)");
 
   if (const toml::table* fixtures = sub_table(root, "fixtures", file)) {
     std::set<std::string> ports;

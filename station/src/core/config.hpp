@@ -96,6 +96,10 @@ struct StationConfig {
   pki::HsmConfig hsm_config() const;
 };
 
+// Whether a connection string given as itself (not file:/env:) holds a password
+// (`password=...` or postgresql://user:PASSWORD@host): such a string belongs in a reference.
+bool conninfo_holds_password(const std::string& value);
+
 // Loads and validates a config file. Errors name the file, the key and the reason.
 StationConfig load_config(const std::filesystem::path& file);
 // The same from text (`file` names it in errors and anchors relative paths). Every
