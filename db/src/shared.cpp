@@ -337,6 +337,7 @@ std::vector<StationVerifyReport> verify(const SecretString& conninfo, const std:
     std::map<std::int64_t, std::pair<std::string, std::string>> entry_of;  // seq -> (hash, details)
     std::map<std::pair<std::string, std::int64_t>, nlohmann::json> latest;  // row -> vouched columns
     std::int64_t expect_first = 1;
+    std::int64_t last_checkpoint = 0;  // across segments: a segment without one is covered by an earlier one
     std::string expect_prev(64, '0');
     const auto segs = pg.exec(
         "SELECT first_seq, last_seq, prev_hash, last_hash, bundle FROM shared_segments WHERE station_id = $1 "
@@ -385,13 +386,15 @@ std::vector<StationVerifyReport> verify(const SecretString& conninfo, const std:
             if (str_of(r, "row_hash") == "deleted") latest.erase({str_of(r, "tbl"), r.value("row_id", std::int64_t{0})});
         } else if (type == "record") {
           latest[{str_of(j, "tbl"), j.value("row_id", std::int64_t{0})}] = columns_object(j.at("columns"));
+        } else if (type == "checkpoint" && j.contains("seq") && j["seq"].is_number_integer()) {
+          last_checkpoint = std::max(last_checkpoint, j["seq"].get<std::int64_t>());  // verified with its segment
         }
       }
       rep.entries += v.entries;
-      rep.unsigned_tail = v.unsigned_tail;
       rep.last_seq = segs.int64(k, 1);
       expect_first = rep.last_seq + 1;
     }
+    rep.unsigned_tail = std::max<std::int64_t>(0, rep.last_seq - last_checkpoint);
     // The tables auditors query must say what the signed segments say, no more and no less.
     const auto es = pg.exec("SELECT seq, hash, details FROM shared_entries WHERE station_id = $1 ORDER BY seq", {id});
     std::int64_t seen = 0;

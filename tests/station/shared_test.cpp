@@ -124,6 +124,9 @@ TEST(SharedRecords, TwoStationsPushAndAuditorsQueryAndVerifyAcrossThem) {
   EXPECT_EQ(code, 0) << v.dump();
   EXPECT_EQ(v["stations"][0]["segments"].get<int>(), 1 + p2["segments"].get<int>());
   EXPECT_EQ(v["stations"][0]["last_seq"], p2["last_seq"]);
+  // The entries after the station's last checkpoint, whichever segment holds it.
+  const auto checkpoint = a.row("SELECT coalesce(max(seq), 0) FROM checkpoints").at(0).value();
+  EXPECT_EQ(v["stations"][0]["unsigned_tail"], p2["last_seq"].get<long long>() - std::stoll(checkpoint)) << v.dump();
   q = a.shared({"query", "--json", "--station", a.id()});
   EXPECT_EQ(nlohmann::json::parse(q.out).size(), 6u) << q.out;
 }

@@ -54,7 +54,7 @@ struct StationVerifyReport {
   std::int64_t segments = 0;
   std::int64_t entries = 0;
   std::int64_t last_seq = 0;
-  std::int64_t unsigned_tail = 0;  // entries after the last checkpoint, covered by the segment's signature only
+  std::int64_t unsigned_tail = 0;  // entries after the station's last signed checkpoint (in any segment)
   bool ok = true;
   std::optional<std::int64_t> first_bad_seq;
   std::string reason;
